@@ -1,0 +1,157 @@
+"""The public agent API: ``PPO(env).learn(steps)``, ``predict``, ``save``, ``load``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppolab import distributions, modelfile
+from ppolab.algos.ppo import PPOUpdate
+from ppolab.config import PPOConfig, preset
+from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
+from ppolab.errors import ModelFileError
+from ppolab.policies import ActorCritic
+from ppolab.rollout import Collector
+from ppolab.train import Reporter, TrainResult, seed_everything, train
+
+
+class PPO:
+    """A PPO agent on a Gymnasium environment.
+
+    ``env`` is a registered id (its tuned preset applies, see ``ppolab.config.PRESETS``),
+    ``"module:Attr"``, an env instance, a zero-argument env factory, or a vector env.
+    Hyperparameters come from ``config`` (default: the preset) with ``**hyperparameters``
+    overriding single fields, e.g. ``PPO("CartPole-v1", seed=1, learning_rate=1e-3)``.
+    """
+
+    algo = "ppo"
+
+    def __init__(self, env: EnvSource, config: PPOConfig | None = None, **hyperparameters: Any) -> None:
+        if isinstance(env, str) and ":" not in env:
+            env = resolve_env_id(env)
+        base = config if config is not None else preset(env if isinstance(env, str) else None)
+        self.config = base.replace(**hyperparameters) if hyperparameters else base
+        vec_env, info = make_vec_env(env, self.config.n_envs, self.config.vectorization)
+        self._setup(info)
+        self._attach_env(vec_env)
+
+    def _setup(self, info: EnvInfo) -> None:
+        cfg = self.config
+        torch.set_num_threads(cfg.torch_threads)
+        seed_everything(cfg.seed)
+        self.env_info = info
+        self.policy = ActorCritic(info.obs_shape, info.n_actions, cfg)
+        self.algorithm = PPOUpdate(self.policy, cfg)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.global_step = 0
+        self.updates = 0
+        self.episode_count = 0
+        self.recent_returns: deque[float] = deque(maxlen=cfg.rolling_window)
+        self.recent_lengths: deque[int] = deque(maxlen=cfg.rolling_window)
+        self.vec_env = None
+        self.collector: Collector | None = None
+
+    def _attach_env(self, vec_env: Any) -> None:
+        self.vec_env = vec_env
+        self.collector = Collector(vec_env, self.env_info, self.policy, self.config.n_steps,
+                                   self.config.seed, self.generator)
+
+    @property
+    def env_id(self) -> str:
+        return self.env_info.env_id
+
+    @property
+    def reward_threshold(self) -> float | None:
+        if self.config.reward_threshold is not None:
+            return self.config.reward_threshold
+        return self.env_info.reward_threshold
+
+    def learn(self, total_steps: int | None = None, *, callback: Any = None,
+              reporter: Reporter | None = None) -> TrainResult:
+        """Train for ``total_steps`` more environment steps (default: ``config.total_steps``).
+
+        Stops early once the rolling mean return reaches the reward threshold, unless
+        ``config.stop_when_solved`` is False. Returns a :class:`~ppolab.train.TrainResult`.
+        """
+        if self.collector is None:
+            raise ModelFileError("this agent was loaded without an environment; "
+                                 "use PPO.load(path, env=...) to continue training")
+        steps = self.config.total_steps if total_steps is None else int(total_steps)
+        if steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {steps}")
+        return train(self, steps, reporter, callback)
+
+    @torch.no_grad()
+    def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
+        """The action(s) for one observation or a batch ``[B, *obs_shape]`` of them."""
+        obs = torch.as_tensor(np.asarray(observation, dtype=np.float32))
+        single = obs.shape == self.env_info.obs_shape
+        if single:
+            obs = obs.unsqueeze(0)
+        if tuple(obs.shape[1:]) != self.env_info.obs_shape:
+            raise ValueError(f"observation shape {tuple(obs.shape)} does not match the model's "
+                             f"observation shape {self.env_info.obs_shape}")
+        log_probs = distributions.log_softmax(self.policy.logits(obs))
+        action = distributions.mode(log_probs) if deterministic else distributions.sample(log_probs)
+        action = action.numpy() + self.env_info.action_start
+        return action[0] if single else action
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model (weights, optimizer, counters, config) to ``path`` atomically."""
+        return modelfile.save(path, {
+            "algo": self.algo,
+            "config": self.config.to_dict(),
+            "env": dataclasses.asdict(self.env_info),
+            "policy": self.policy.state_dict(),
+            "optimizer": self.algorithm.optimizer.state_dict(),
+            "counters": {"global_step": self.global_step, "updates": self.updates,
+                         "episodes": self.episode_count},
+        })
+
+    @classmethod
+    def load(cls, path: str | Path, env: EnvSource | None = None) -> PPO:
+        """An agent from a model file (or a run directory holding ``model.pt``).
+
+        Without ``env`` the agent can ``predict``; with one it can also ``learn`` further.
+        """
+        data = modelfile.load(path)
+        if data.get("algo") != cls.algo:
+            raise ModelFileError(f"{path} holds a '{data.get('algo')}' model, not '{cls.algo}'")
+        try:
+            config = PPOConfig.from_dict(data["config"])
+            env_fields = dict(data["env"])
+            env_fields["obs_shape"] = tuple(env_fields["obs_shape"])
+            info = EnvInfo(**env_fields)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: malformed model file ({exc})") from None
+        agent = cls.__new__(cls)
+        agent.config = config
+        agent._setup(info)
+        try:
+            agent.policy.load_state_dict(data["policy"])
+            agent.algorithm.optimizer.load_state_dict(data["optimizer"])
+        except (KeyError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: weights do not fit the network ({exc})") from None
+        counters = data.get("counters", {})
+        agent.global_step = int(counters.get("global_step", 0))
+        agent.updates = int(counters.get("updates", 0))
+        agent.episode_count = int(counters.get("episodes", 0))
+        if env is not None:
+            vec_env, new_info = make_vec_env(env, config.n_envs, config.vectorization)
+            if (new_info.obs_shape, new_info.n_actions) != (info.obs_shape, info.n_actions):
+                vec_env.close()
+                raise ModelFileError(
+                    f"{path} was trained on observations {info.obs_shape} and {info.n_actions} "
+                    f"actions; this env has {new_info.obs_shape} and {new_info.n_actions}"
+                )
+            agent._attach_env(vec_env)
+        return agent
+
+    def close(self) -> None:
+        if self.vec_env is not None:
+            self.vec_env.close()

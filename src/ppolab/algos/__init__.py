@@ -1,0 +1,1 @@
+"""Algorithms: each module holds only its objective and its update rule."""

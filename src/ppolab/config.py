@@ -1,0 +1,270 @@
+"""Typed, validated hyperparameters, per-environment presets, and ``--set``/file overrides.
+
+Every field's ``help`` metadata is the one-line documentation that ``ppolab train --help``
+and the README show. A config that exists is valid: ``__post_init__`` checks every field and
+raises :class:`~ppolab.errors.ConfigError` naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ppolab.errors import ConfigError, did_you_mean
+
+ACTIVATIONS = ("tanh", "relu")
+VECTORIZATION_MODES = ("auto", "sync", "async", "vector_entry_point")
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        raise TypeError("use an immutable default")
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters (Schulman et al. 2017), with the names CleanRL and SB3 users know."""
+
+    # --- data collection
+    n_envs: int = _f(8, "N: parallel environments in the vector env")
+    n_steps: int = _f(128, "T: steps per environment per rollout (batch = T * N)")
+    total_steps: int = _f(500_000, "environment steps to train for (summed over envs)")
+    vectorization: str = _f(
+        "auto",
+        "auto | sync | async | vector_entry_point (auto: the env's own vectorized "
+        "implementation when it has one, else sync)",
+    )
+    # --- returns and advantages
+    gamma: float = _f(0.99, "discount factor gamma in [0, 1]")
+    gae_lambda: float = _f(0.95, "GAE lambda in [0, 1] (0: TD(0) advantages, 1: Monte-Carlo)")
+    normalize_advantages: bool = _f(True, "normalize advantages per minibatch")
+    # --- optimization
+    learning_rate: float = _f(2.5e-4, "Adam step size (eps=1e-5)")
+    anneal_lr: bool = _f(True, "anneal the learning rate linearly to 0 over total_steps")
+    n_epochs: int = _f(4, "K: passes over each batch")
+    minibatch_size: int = _f(256, "samples per gradient step (<= n_envs * n_steps)")
+    clip_coef: float = _f(0.2, "epsilon of the clipped surrogate objective, > 0")
+    clip_value_loss: bool = _f(True, "clip the value update around the old value estimate")
+    ent_coef: float = _f(0.0, "entropy bonus coefficient c2, >= 0")
+    vf_coef: float = _f(0.5, "value loss coefficient c1, >= 0")
+    max_grad_norm: float = _f(0.5, "global gradient-norm clip, > 0")
+    target_kl: float | None = _f(None, "stop the epoch loop when approx KL exceeds this (none: off)")
+    # --- networks
+    hidden_sizes: tuple[int, ...] = _f((64, 64), "hidden layer widths, e.g. 64,64")
+    activation: str = _f("tanh", "hidden activation: tanh | relu")
+    shared_trunk: bool = _f(False, "one trunk for actor and critic instead of two")
+    # --- run control
+    seed: int = _f(0, "seed for torch, numpy, action sampling and the environments")
+    reward_threshold: float | None = _f(
+        None, "solved when the rolling mean return reaches this (none: the env's own threshold)"
+    )
+    stop_when_solved: bool = _f(True, "stop training once solved")
+    rolling_window: int = _f(100, "episodes in the rolling mean return")
+    torch_threads: int = _f(1, "torch CPU threads (1 is fastest for small networks)")
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self)
+        c = self
+        _check(c.n_envs >= 1, "n_envs", c.n_envs, "an integer >= 1")
+        _check(c.n_steps >= 1, "n_steps", c.n_steps, "an integer >= 1")
+        _check(c.total_steps >= 1, "total_steps", c.total_steps, "an integer >= 1")
+        _check(c.vectorization in VECTORIZATION_MODES, "vectorization", c.vectorization,
+               " | ".join(VECTORIZATION_MODES))
+        _check(0.0 <= c.gamma <= 1.0, "gamma", c.gamma, "a number in [0, 1]")
+        _check(0.0 <= c.gae_lambda <= 1.0, "gae_lambda", c.gae_lambda, "a number in [0, 1]")
+        _check(c.learning_rate > 0 and math.isfinite(c.learning_rate), "learning_rate",
+               c.learning_rate, "a finite number > 0")
+        _check(c.n_epochs >= 1, "n_epochs", c.n_epochs, "an integer >= 1")
+        _check(c.minibatch_size >= 1, "minibatch_size", c.minibatch_size, "an integer >= 1")
+        _check(
+            c.minibatch_size <= c.batch_size, "minibatch_size", c.minibatch_size,
+            f"at most the batch size n_envs * n_steps = {c.n_envs} * {c.n_steps} = "
+            f"{c.batch_size}; lower minibatch_size or raise n_envs or n_steps",
+        )
+        _check(c.clip_coef > 0 and math.isfinite(c.clip_coef), "clip_coef", c.clip_coef,
+               "a finite number > 0 (0.1-0.3 is usual)")
+        _check(c.ent_coef >= 0 and math.isfinite(c.ent_coef), "ent_coef", c.ent_coef,
+               "a finite number >= 0")
+        _check(c.vf_coef >= 0 and math.isfinite(c.vf_coef), "vf_coef", c.vf_coef,
+               "a finite number >= 0")
+        _check(c.max_grad_norm > 0, "max_grad_norm", c.max_grad_norm, "a number > 0")
+        _check(c.target_kl is None or c.target_kl > 0, "target_kl", c.target_kl,
+               "a number > 0, or none to disable")
+        _check(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
+               "hidden_sizes", c.hidden_sizes, "one or more layer widths >= 1, e.g. 64,64")
+        _check(c.activation in ACTIVATIONS, "activation", c.activation, " | ".join(ACTIVATIONS))
+        _check(c.seed >= 0, "seed", c.seed, "an integer >= 0")
+        _check(c.reward_threshold is None or math.isfinite(c.reward_threshold),
+               "reward_threshold", c.reward_threshold, "a finite number, or none")
+        _check(c.rolling_window >= 1, "rolling_window", c.rolling_window, "an integer >= 1")
+        _check(c.torch_threads >= 1, "torch_threads", c.torch_threads, "an integer >= 1")
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per rollout, T * N (a few of them are autoreset steps, not trained on)."""
+        return self.n_envs * self.n_steps
+
+    @property
+    def n_updates(self) -> int:
+        """Rollout-and-update iterations in ``total_steps`` (the learning-rate schedule's length)."""
+        return max(1, self.total_steps // self.batch_size)
+
+    def replace(self, **changes: Any) -> PPOConfig:
+        """A copy with ``changes`` applied (unknown keys are an error), validated again."""
+        _reject_unknown(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PPOConfig:
+        _reject_unknown(values)
+        return cls(**values)
+
+
+def field_help() -> dict[str, tuple[str, Any]]:
+    """``name -> (help, default)`` for every hyperparameter, in declaration order."""
+    return {f.name: (f.metadata["help"], f.default) for f in dataclasses.fields(PPOConfig)}
+
+
+# Hyperparameters tuned on these machines for wall-clock time to solve with every seed solving
+# (see benchmarks/time_to_solve.py and the README's "Presets" section).
+PRESETS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(
+        n_envs=16, n_steps=32, total_steps=200_000, learning_rate=2.5e-3, n_epochs=10,
+        minibatch_size=256, gamma=0.99, gae_lambda=0.95, ent_coef=0.0,
+    ),
+    "LunarLander-v3": dict(
+        n_envs=16, n_steps=256, total_steps=1_000_000, learning_rate=1e-3, n_epochs=4,
+        minibatch_size=1024, gamma=0.999, gae_lambda=0.98, ent_coef=0.01,
+    ),
+}
+
+
+def preset(env_id: str | None) -> PPOConfig:
+    """The tuned config for ``env_id`` if there is one, else the general defaults."""
+    return PPOConfig(**PRESETS.get(env_id or "", {}))
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid {name}={value!r}: must be {allowed}")
+
+
+def _reject_unknown(values: dict[str, Any]) -> None:
+    known = [f.name for f in dataclasses.fields(PPOConfig)]
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"unknown hyperparameter '{key}'{did_you_mean(key, known)} "
+                f"(run 'ppolab train --help' for the list)"
+            )
+
+
+def _coerce_fields(config: PPOConfig) -> None:
+    """Turn strings and lists (from --set, YAML or JSON) into each field's declared type."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        coerced = parse_value(f.name, value, hints[f.name])
+        if coerced is not value:
+            object.__setattr__(config, f.name, coerced)
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"none", "null", "~", ""}
+
+
+def parse_value(name: str, value: Any, annotation: Any) -> Any:
+    """``value`` converted to ``annotation`` (int, float, bool, str, tuple[int, ...], X | None)."""
+    args = typing.get_args(annotation)
+    if type(None) in args:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return parse_value(name, value, inner)
+    origin = typing.get_origin(annotation)
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    try:
+        if origin is tuple:
+            items = value.strip("[]() ").split(",") if isinstance(value, str) else value
+            if isinstance(items, (int, float)):
+                items = [items]
+            return tuple(parse_value(name, v, args[0]) for v in items if str(v).strip() != "")
+        if annotation is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE | _FALSE:
+                return text in _TRUE
+            raise ValueError
+        if annotation is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                return value
+            number = float(str(value).replace("_", "")) if isinstance(value, str) else value
+            if not float(number).is_integer():
+                raise ValueError
+            return int(number)
+        if annotation is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return value if isinstance(value, float) else float(str(value).replace("_", ""))
+        if annotation is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (ValueError, TypeError, AttributeError):
+        pass
+    what = kind.get(annotation, "a list of integers like 64,64" if origin is tuple else str(annotation))
+    raise ConfigError(f"invalid {name}={value!r}: must be {what}")
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, str]:
+    """``["lr=1e-3", ...]`` from ``--set`` into a dict; keys are checked, values parsed later."""
+    values: dict[str, str] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set learning_rate=1e-3)")
+        values[key] = value.strip()
+    _reject_unknown(values)
+    return values
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Hyperparameters from a YAML (.yaml/.yml) or JSON file holding one mapping."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: both say where
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of hyperparameters, got {type(data).__name__}")
+    data.pop("algo", None)
+    data.pop("env_id", None)
+    _reject_unknown(data)
+    return data

@@ -1,0 +1,209 @@
+"""Making vector environments from what users pass, and checking that ppolab can train on them.
+
+Accepted: a registered Gymnasium id (``"CartPole-v1"``), ``"package.module:Attr"`` naming an env
+class or factory, an env instance, a zero-argument factory, or a ready ``gymnasium.vector.VectorEnv``.
+Everything becomes a vector env with Gymnasium 1.x's default *next-step* autoreset, which the
+collector (:mod:`ppolab.rollout`) relies on.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from ppolab.errors import EnvironmentSpecError, closest
+
+# Ids that older material uses and Gymnasium 1.x renamed.
+RENAMED_IDS = {
+    "LunarLander-v2": "LunarLander-v3",
+    "LunarLanderContinuous-v2": "LunarLanderContinuous-v3",
+    "BipedalWalker-v2": "BipedalWalker-v3",
+    "CarRacing-v2": "CarRacing-v3",
+}
+
+EnvSource = str | gym.Env | gym.vector.VectorEnv | Callable[[], gym.Env]
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the rest of ppolab needs to know about an environment."""
+
+    env_id: str  # a registered id, "module:Attr", or a description of the user's object
+    obs_shape: tuple[int, ...]
+    n_actions: int
+    action_start: int  # Discrete(n, start=s): actions are s .. s+n-1
+    reward_threshold: float | None
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The current name for a renamed id (with a one-line notice on stderr), else ``env_id``."""
+    new = RENAMED_IDS.get(env_id)
+    if new is None:
+        return env_id
+    print(f"note: {env_id} does not exist in Gymnasium 1.x; using {new}", file=sys.stderr)
+    return new
+
+
+def _spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        pass
+    suggestions = closest(env_id, gym.registry.keys(), n=5)
+    if not suggestions:  # different version suffix, same name
+        stem = env_id.split("-v")[0].lower()
+        suggestions = sorted(k for k in gym.registry if k.lower().startswith(stem))[:5]
+    hint = (
+        "; closest registered ids: " + ", ".join(suggestions)
+        if suggestions
+        else "; list them with: python -c \"import gymnasium; gymnasium.pprint_registry()\""
+    )
+    raise EnvironmentSpecError(f"unknown environment '{env_id}'{hint}")
+
+
+def _import_attr(path: str) -> Callable[[], gym.Env]:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EnvironmentSpecError(
+            f"cannot import module '{module_name}' for environment '{path}': {exc}"
+        ) from None
+    target = getattr(module, attr, None)
+    if target is None or not callable(target):
+        raise EnvironmentSpecError(
+            f"'{path}': module '{module_name}' has no env class or factory named '{attr}'"
+        )
+    return target
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space, where: str) -> None:
+    """Raise :class:`EnvironmentSpecError` unless ppolab supports these spaces."""
+    if not isinstance(observation_space, gym.spaces.Box):
+        raise EnvironmentSpecError(
+            f"{where}: unsupported observation space {observation_space}; ppolab supports Box "
+            "observations (wrap others, e.g. gymnasium.wrappers.FlattenObservation)"
+        )
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise EnvironmentSpecError(
+            f"{where}: unsupported action space {action_space}; ppolab supports Discrete actions"
+        )
+
+
+def make_vec_env(
+    source: EnvSource, n_envs: int, vectorization: str = "auto"
+) -> tuple[gym.vector.VectorEnv, EnvInfo]:
+    """A next-step-autoreset vector env of ``n_envs`` copies of ``source``, and its :class:`EnvInfo`.
+
+    Raises :class:`EnvironmentSpecError` for unknown ids and unsupported spaces, before any
+    training starts.
+    """
+    threshold = None
+    if isinstance(source, gym.vector.VectorEnv):
+        vec_env, name = source, type(source.unwrapped).__name__
+    elif isinstance(source, str) and ":" not in source:
+        name = resolve_env_id(source)
+        spec = _spec(name)
+        threshold = spec.reward_threshold
+        mode = vectorization
+        if mode == "auto":
+            mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+        if mode == "vector_entry_point" and spec.vector_entry_point is None:
+            raise EnvironmentSpecError(
+                f"{name} has no vectorized implementation; use vectorization=sync or async"
+            )
+        # Check the spaces on one env first, so a bad env fails fast without spawning workers.
+        if mode == "async":
+            probe = gym.make(name)
+            check_spaces(probe.observation_space, probe.action_space, name)
+            probe.close()
+        vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode)
+    else:
+        if isinstance(source, str):
+            name, factory = source, _import_attr(source)
+        elif isinstance(source, gym.Env):
+            name = type(source.unwrapped).__name__
+            factory = _copier(source, n_envs)
+        elif callable(source):
+            name, factory = getattr(source, "__name__", type(source).__name__), source
+        else:
+            raise EnvironmentSpecError(
+                f"cannot make an environment from {type(source).__name__}; pass a Gymnasium id, "
+                "'module:Attr', an env instance, a factory, or a gymnasium.vector.VectorEnv"
+            )
+        first = factory()
+        if not isinstance(first, gym.Env):
+            raise EnvironmentSpecError(f"'{name}' made a {type(first).__name__}, not a gymnasium.Env")
+        if first.spec is not None:
+            threshold = first.spec.reward_threshold
+        check_spaces(first.observation_space, first.action_space, name)
+        fns = [lambda first=first: first] + [factory] * (n_envs - 1)
+        if vectorization == "async":
+            first.close()
+            fns = [factory] * n_envs
+        vec_cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
+        vec_env = vec_cls(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+    where = name
+    check_spaces(vec_env.single_observation_space, vec_env.single_action_space, where)
+    mode = vec_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if mode != AutoresetMode.NEXT_STEP:
+        vec_env.close()
+        raise EnvironmentSpecError(
+            f"{where}: vector env uses autoreset mode {mode}; ppolab needs AutoresetMode.NEXT_STEP "
+            "(the Gymnasium 1.x default)"
+        )
+    action_space = vec_env.single_action_space
+    info = EnvInfo(
+        env_id=name,
+        obs_shape=tuple(int(d) for d in vec_env.single_observation_space.shape),
+        n_actions=int(action_space.n),
+        action_start=int(action_space.start),
+        reward_threshold=None if threshold is None else float(threshold),
+    )
+    return vec_env, info
+
+
+def make_single_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+    """One (non-vector) env by id or ``module:Attr``, e.g. for evaluation and video."""
+    if ":" in env_id:
+        factory = _import_attr(env_id)
+        try:
+            return factory(render_mode=render_mode) if render_mode else factory()
+        except TypeError:
+            return factory()
+    return gym.make(resolve_env_id(env_id), render_mode=render_mode)
+
+
+def _copier(env: gym.Env, n_envs: int) -> Callable[[], gym.Env]:
+    """A factory that hands out ``env`` itself first, then deep copies of it."""
+    copies: list[gym.Env] = []
+
+    def factory() -> gym.Env:
+        if not copies:
+            copies.append(env)
+            return env
+        try:
+            clone = copy.deepcopy(env)
+        except Exception as exc:
+            raise EnvironmentSpecError(
+                f"cannot copy the env instance {type(env).__name__} for {n_envs} parallel envs "
+                f"({exc}); pass a factory (lambda: MyEnv()) or n_envs=1"
+            ) from None
+        copies.append(clone)
+        return clone
+
+    return factory
+
+
+def observation_array(obs: Any) -> np.ndarray:
+    """Observations as a float32 array, without a copy when they already are one."""
+    return np.asarray(obs, dtype=np.float32)

@@ -1,0 +1,79 @@
+"""Evaluation episodes with a trained agent, optionally recorded to a video file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ppolab.envs import make_single_env
+
+if TYPE_CHECKING:
+    from ppolab.agent import PPO
+
+
+@dataclass
+class EvalResult:
+    returns: list[float]
+    lengths: list[int]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+def evaluate(
+    agent: PPO, episodes: int = 10, deterministic: bool = False, seed: int = 1_000_000,
+    video: str | Path | None = None, env_id: str | None = None,
+) -> EvalResult:
+    """Run ``episodes`` full episodes of ``agent`` on a fresh env (seeded ``seed``, ``seed + 1``,
+    ...) and return their returns and lengths. ``video`` records them all to a .gif or .mp4 file."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env = make_single_env(env_id or agent.env_id, render_mode="rgb_array" if video else None)
+    frames: list[np.ndarray] = []
+    returns, lengths = [], []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, length, done = 0.0, 0, False
+            while not done:
+                if video:
+                    frames.append(env.render())
+                obs, reward, terminated, truncated, _ = env.step(agent.predict(obs, deterministic))
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(length)
+        if video:
+            frames.append(env.render())
+            fps = env.metadata.get("render_fps", 30)
+            write_video(Path(video), frames, fps)
+    finally:
+        env.close()
+    return EvalResult(returns, lengths)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    """Write RGB frames to ``path``: GIF through Pillow (always available with matplotlib),
+    MP4 and other formats through imageio's ffmpeg plugin (``pip install ppolab[video]``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames[::2]]  # half the frames keeps GIFs small
+        images[0].save(path, save_all=True, append_images=images[1:], duration=int(2000 / fps), loop=0)
+        return
+    try:
+        import imageio.v2 as imageio
+    except ImportError:
+        raise RuntimeError(f"writing {path.suffix} video needs imageio[ffmpeg] "
+                           "(pip install 'ppolab[video]'), or use a .gif file") from None
+    imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)

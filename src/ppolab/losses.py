@@ -1,0 +1,62 @@
+"""The PPO objective and its diagnostics as pure functions of tensors.
+
+Notation follows the chapter: r_t(theta) = pi_theta(a_t|s_t) / pi_theta_old(a_t|s_t),
+A_hat_t the advantage estimate, epsilon the clip range. Losses are to be *minimized*.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def clipped_surrogate(
+    log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor, clip_coef: float
+) -> torch.Tensor:
+    """-L^CLIP(theta) = -E[min(r_t A_hat_t, clip(r_t, 1 - eps, 1 + eps) A_hat_t)].
+
+    Inside [1 - eps, 1 + eps] this is the plain importance-sampled surrogate -E[r_t A_hat_t].
+    Outside it, on the side where moving further would help (r_t > 1 + eps with A_hat_t > 0,
+    r_t < 1 - eps with A_hat_t < 0) the term is constant and its gradient is zero.
+    """
+    ratio = torch.exp(log_prob_new - log_prob_old)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef) * advantages
+    return -torch.minimum(unclipped, clipped).mean()
+
+
+def value_loss(
+    values_new: torch.Tensor, values_old: torch.Tensor, returns: torch.Tensor, clip_coef: float | None
+) -> torch.Tensor:
+    """0.5 * E[(V(s_t) - R_t)^2], or with ``clip_coef`` the pessimistic clipped form of the PPO
+    reference implementation: 0.5 * E[max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)]."""
+    squared = (values_new - returns) ** 2
+    if clip_coef is None:
+        return 0.5 * squared.mean()
+    clipped = values_old + torch.clamp(values_new - values_old, -clip_coef, clip_coef)
+    return 0.5 * torch.maximum(squared, (clipped - returns) ** 2).mean()
+
+
+def approx_kl(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two sample estimates of D_KL(pi_old || pi_new) from actions drawn by pi_old.
+
+    Returns ``(k1, k3)`` with log r = log pi_new - log pi_old:
+    k1 = E[-log r] (unbiased, high variance, can be negative);
+    k3 = E[(r - 1) - log r] (unbiased and always >= 0; Schulman 2020, "Approximating KL").
+    """
+    log_ratio = log_prob_new - log_prob_old
+    k1 = (-log_ratio).mean()
+    k3 = (torch.expm1(log_ratio) - log_ratio).mean()
+    return k1, k3
+
+
+def clip_fraction(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """Fraction of samples whose ratio r_t lies outside [1 - eps, 1 + eps]."""
+    ratio = torch.exp(log_prob_new - log_prob_old)
+    return ((ratio - 1.0).abs() > clip_coef).float().mean()
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - Var[target - predicted] / Var[target]: 1 is a perfect critic, 0 no better than a
+    constant, negative worse than one. NaN when the targets have no variance."""
+    var_target = target.var(unbiased=False)
+    return 1.0 - (target - predicted).var(unbiased=False) / var_target

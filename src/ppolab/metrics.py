@@ -1,0 +1,72 @@
+"""Where per-update diagnostics and finished episodes go: CSV files and TensorBoard.
+
+``metrics.csv`` has one row per update with the columns in :data:`METRIC_COLUMNS`;
+``episodes.csv`` one row per finished episode. TensorBoard scalars are tagged
+``train/<column>`` and ``episode/return``; the x axis is the environment step.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from ppolab.rollout import Episode
+
+METRIC_COLUMNS = (
+    "update", "global_step", "wall_seconds", "sps", "learning_rate",
+    "policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_logr", "clip_fraction",
+    "explained_variance", "grad_norm", "epochs", "gradient_steps", "stopped_early",
+    "episodes", "rolling_return", "rolling_length",
+)
+EPISODE_COLUMNS = ("episode", "global_step", "wall_seconds", "return", "length")
+
+
+class MetricsWriter:
+    """Appends rows to ``metrics.csv`` / ``episodes.csv`` and scalars to TensorBoard."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+        self._metrics_file = open(run_dir / "metrics.csv", "a", newline="")
+        self._episodes_file = open(run_dir / "episodes.csv", "a", newline="")
+        self._metrics = csv.DictWriter(self._metrics_file, METRIC_COLUMNS)
+        self._episodes = csv.writer(self._episodes_file)
+        if self._metrics_file.tell() == 0:
+            self._metrics.writeheader()
+        if self._episodes_file.tell() == 0:
+            self._episodes.writerow(EPISODE_COLUMNS)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"), flush_secs=10)
+        self.episode_count = 0
+
+    def episodes(self, episodes: list[Episode], wall_seconds: float) -> None:
+        for ep in episodes:
+            self.episode_count += 1
+            self._episodes.writerow((self.episode_count, ep.end_step, f"{wall_seconds:.3f}", ep.ret, ep.length))
+            if self._tb is not None:
+                self._tb.add_scalar("episode/return", ep.ret, ep.end_step)
+                self._tb.add_scalar("episode/length", ep.length, ep.end_step)
+
+    def update(self, row: dict[str, Any]) -> None:
+        self._metrics.writerow(row)
+        if self._tb is not None:
+            step = row["global_step"]
+            for key in METRIC_COLUMNS[2:]:
+                value = row.get(key)
+                if value is not None and value == value:
+                    self._tb.add_scalar(f"train/{key}", value, step)
+
+    def flush(self) -> None:
+        self._metrics_file.flush()
+        self._episodes_file.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._metrics_file.close()
+        self._episodes_file.close()
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,54 @@
+"""Live progress on the console: a rich progress bar on a terminal, plain periodic lines elsewhere
+(CI logs, pipes), nothing with ``quiet``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+class Progress:
+    """``start(total)``, ``advance(step, rolling_return, sps)`` per update, ``stop()``."""
+
+    def __init__(self, description: str, quiet: bool = False, interval: float = 2.0) -> None:
+        self.description, self.quiet, self.interval = description, quiet, interval
+        self._bar: Any = None
+        self._task: Any = None
+        self._last_line = 0.0
+        self._total = 0
+
+    def start(self, total_steps: int, done_steps: int = 0) -> None:
+        self._total = total_steps
+        if self.quiet:
+            return
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+            from rich.progress import TimeRemainingColumn
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("steps  {task.fields[sps]:>6} sps  return {task.fields[ret]}"),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                console=Console(stderr=True), refresh_per_second=4, transient=False,
+            )
+            self._task = self._bar.add_task(self.description, total=total_steps, completed=done_steps,
+                                            sps="-", ret="-")
+            self._bar.start()
+
+    def advance(self, step: int, rolling_return: float | None, sps: float) -> None:
+        ret = "-" if rolling_return is None else f"{rolling_return:8.1f}"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=min(step, self._total), sps=f"{sps:,.0f}", ret=ret)
+        elif not self.quiet and time.monotonic() - self._last_line >= self.interval:
+            self._last_line = time.monotonic()
+            pct = 100.0 * step / max(self._total, 1)
+            print(f"{self.description}: step {step:,}/{self._total:,} ({pct:4.1f}%)  {sps:,.0f} sps  "
+                  f"rolling return {ret.strip()}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,165 @@
+"""Collecting time-major ``[T, N]`` rollouts from a next-step-autoreset vector env.
+
+Gymnasium 1.x vector envs reset a finished sub-env on the *next* call to ``step``: the step
+that returned ``terminated | truncated`` also returned the episode's final observation, and the
+following step ignores its action and returns the reset observation with reward 0. So:
+
+* that following step is not a transition of any episode: ``valid`` marks it False and it is
+  never trained on;
+* the final observation is the observation the policy is evaluated on at that step, so
+  ``values[t]`` there is V(final observation), exactly what a truncated episode bootstraps with;
+* the env is never reset between rollouts: an episode that crosses a rollout boundary is
+  continued, and the boundary is bootstrapped with ``last_values`` = V(s_T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ppolab import distributions
+from ppolab.envs import EnvInfo
+from ppolab.policies import ActorCritic
+
+
+@dataclass
+class Rollout:
+    """T steps of N envs. Every tensor is ``[T, N, ...]`` except ``last_values`` (``[N]``)."""
+
+    observations: torch.Tensor  # s_t
+    actions: torch.Tensor  # a_t (0-based action indices)
+    log_probs: torch.Tensor  # log pi_old(a_t|s_t)
+    values: torch.Tensor  # V(s_t)
+    rewards: torch.Tensor  # r_t
+    terminated: torch.Tensor  # s_{t+1} is terminal
+    truncated: torch.Tensor  # the episode was cut after this step (time limit)
+    valid: torch.Tensor  # False on autoreset steps (not transitions)
+    last_values: torch.Tensor  # V(s_T), to bootstrap the last step
+
+    @property
+    def episode_end(self) -> torch.Tensor:
+        return self.terminated | self.truncated
+
+    @property
+    def next_values(self) -> torch.Tensor:
+        """V(s_{t+1}) for every t: the next row of ``values``, then ``last_values``."""
+        return torch.cat([self.values[1:], self.last_values.unsqueeze(0)])
+
+
+@dataclass
+class Batch:
+    """The valid transitions of a rollout, flattened to ``[B, ...]`` for minibatch updates."""
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.actions.shape[0]
+
+    def __getitem__(self, index: torch.Tensor) -> Batch:
+        return Batch(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+
+def to_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> Batch:
+    """Flatten ``[T, N]`` to ``[T * N]`` and drop the autoreset steps."""
+    keep = rollout.valid.reshape(-1).nonzero().squeeze(-1)
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, *x.shape[2:])[keep]
+
+    return Batch(
+        flat(rollout.observations), flat(rollout.actions), flat(rollout.log_probs),
+        flat(rollout.values), flat(advantages), flat(returns),
+    )
+
+
+@dataclass
+class Episode:
+    """A finished episode: undiscounted return, length, and the global step it ended at."""
+
+    ret: float
+    length: int
+    end_step: int
+
+
+class Collector:
+    """Steps a vector env with the current policy and fills preallocated rollout tensors."""
+
+    def __init__(
+        self, env: gym.vector.VectorEnv, info: EnvInfo, policy: ActorCritic, n_steps: int,
+        seed: int, generator: torch.Generator,
+    ) -> None:
+        self.env, self.info, self.policy, self.generator = env, info, policy, generator
+        self.n_envs, self.n_steps = env.num_envs, n_steps
+        T, N = n_steps, self.n_envs
+        self.rollout = Rollout(
+            observations=torch.zeros(T, N, *info.obs_shape),
+            actions=torch.zeros(T, N, dtype=torch.long),
+            log_probs=torch.zeros(T, N),
+            values=torch.zeros(T, N),
+            rewards=torch.zeros(T, N),
+            terminated=torch.zeros(T, N, dtype=torch.bool),
+            truncated=torch.zeros(T, N, dtype=torch.bool),
+            valid=torch.zeros(T, N, dtype=torch.bool),
+            last_values=torch.zeros(N),
+        )
+        self.reset(seed)
+
+    def reset(self, seed: int | None) -> None:
+        """Start fresh episodes in every env (only at construction and on resume)."""
+        obs, _ = self.env.reset(seed=seed)
+        if seed is not None:
+            self.env.action_space.seed(seed)
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.autoreset_next = np.zeros(self.n_envs, dtype=bool)  # last step ended an episode
+        self.episode_return = np.zeros(self.n_envs)
+        self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
+
+    @torch.no_grad()
+    def collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
+        """Run T steps in each of the N envs. ``global_step`` is the step count before the
+        rollout; returns the rollout and the episodes that ended during it, in order."""
+        r, policy, gen = self.rollout, self.policy, self.generator
+        start = self.info.action_start
+        episodes: list[Episode] = []
+        for t in range(self.n_steps):
+            obs = torch.from_numpy(self.obs)
+            logits, value = policy(obs)
+            log_probs = distributions.log_softmax(logits)
+            action = distributions.sample(log_probs, gen)
+            r.observations[t] = obs
+            r.actions[t] = action
+            r.log_probs[t] = distributions.log_prob(log_probs, action)
+            r.values[t] = value
+            valid = ~self.autoreset_next
+            r.valid[t] = torch.from_numpy(valid)
+
+            env_action = action.numpy() + start if start else action.numpy()
+            next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
+            reward = np.asarray(reward, dtype=np.float64)
+            terminated = np.asarray(terminated, dtype=bool)
+            truncated = np.asarray(truncated, dtype=bool)
+            r.rewards[t] = torch.from_numpy(reward)
+            r.terminated[t] = torch.from_numpy(terminated)
+            r.truncated[t] = torch.from_numpy(truncated)
+
+            self.episode_return += reward * valid
+            self.episode_length += valid
+            ended = (terminated | truncated) & valid
+            if ended.any():
+                step = global_step + (t + 1) * self.n_envs
+                for i in np.flatnonzero(ended):
+                    episodes.append(Episode(float(self.episode_return[i]), int(self.episode_length[i]), step))
+                self.episode_return[ended] = 0.0
+                self.episode_length[ended] = 0
+            self.autoreset_next = terminated | truncated
+            self.obs = np.asarray(next_obs, dtype=np.float32)
+        r.last_values.copy_(policy.value(torch.from_numpy(self.obs)))
+        return r, episodes

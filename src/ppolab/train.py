@@ -1,0 +1,162 @@
+"""The training loop shared by every algorithm: collect, estimate advantages, update, report.
+
+    for each update k = 0 .. K-1:
+        rollout  <- T steps in N envs with pi_theta_old           (ppolab.rollout)
+        A_hat, R <- GAE(lambda) over the rollout                   (ppolab.advantages)
+        theta    <- algorithm.update(valid transitions, lr_k)      (ppolab.algos.*)
+        report diagnostics; stop early once solved
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from ppolab import advantages as adv_lib
+from ppolab import losses
+from ppolab.clock import since_process_start
+from ppolab.errors import TrainingDivergedError
+from ppolab.rollout import Episode, to_batch
+
+if TYPE_CHECKING:
+    from ppolab.agent import PPO
+
+
+class Reporter(Protocol):
+    """What the loop tells the outside world (run directory, progress bar); all optional."""
+
+    def on_start(self, agent: PPO, total_steps: int) -> None: ...
+    def on_episodes(self, episodes: list[Episode]) -> None: ...
+    def on_update(self, row: dict[str, Any]) -> None: ...
+    def on_diverged(self, agent: PPO) -> str: ...
+    def on_end(self, agent: PPO, result: TrainResult) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """How a call to ``learn`` went."""
+
+    total_steps: int
+    updates: int
+    episodes: int
+    wall_seconds: float
+    solved: bool
+    solved_at_step: int | None
+    solved_at_seconds: float | None
+    final_mean_return_100: float | None
+    reward_threshold: float | None
+    episode_returns: list[float] = field(default_factory=list, repr=False)
+
+
+def rolling_mean(values: deque[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def train(
+    agent: PPO,
+    total_steps: int,
+    reporter: Reporter | None = None,
+    callback: Callable[[dict[str, Any]], bool | None] | None = None,
+) -> TrainResult:
+    """Train ``agent`` for ``total_steps`` more environment steps (rounded down to whole rollouts).
+
+    ``callback(row)`` is called after every update with the diagnostics; returning ``False``
+    stops training. Counters (steps, updates, episodes) continue across calls.
+    """
+    cfg = agent.config
+    batch_size = cfg.batch_size
+    n_updates = max(1, total_steps // batch_size)
+    threshold = agent.reward_threshold
+    window = agent.recent_returns
+    lengths = agent.recent_lengths
+    started = time.perf_counter()
+    last_time, last_step = started, agent.global_step
+    solved_at_step = solved_at_seconds = None
+    if reporter:
+        reporter.on_start(agent, n_updates * batch_size)
+
+    for k in range(n_updates):
+        lr = cfg.learning_rate * (1.0 - k / n_updates) if cfg.anneal_lr else cfg.learning_rate
+        rollout, episodes = agent.collector.collect(agent.global_step)
+        agent.global_step += batch_size
+        for ep in episodes:
+            window.append(ep.ret)
+            lengths.append(ep.length)
+            agent.episode_count += 1
+            if (threshold is not None and solved_at_step is None and len(window) == window.maxlen
+                    and sum(window) / len(window) >= threshold):
+                solved_at_step, solved_at_seconds = ep.end_step, since_process_start()
+        if reporter and episodes:
+            reporter.on_episodes(episodes)
+        if solved_at_step is not None and cfg.stop_when_solved:
+            break
+
+        advantages = adv_lib.gae(
+            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+            rollout.episode_end, cfg.gamma, cfg.gae_lambda,
+        )
+        returns = adv_lib.value_targets(advantages, rollout.values)
+        batch = to_batch(rollout, advantages, returns)
+        try:
+            stats = agent.algorithm.update(batch, lr, agent.generator)
+        except TrainingDivergedError as exc:
+            where = f"update {agent.updates + 1} (step {agent.global_step:,})"
+            saved = reporter.on_diverged(agent) if reporter else ""
+            raise TrainingDivergedError(f"training diverged at {where}: {exc}{saved}") from None
+        agent.updates += 1
+
+        now = time.perf_counter()
+        row: dict[str, Any] = {
+            "update": agent.updates,
+            "global_step": agent.global_step,
+            "wall_seconds": round(since_process_start(), 4),
+            "sps": (agent.global_step - last_step) / max(now - last_time, 1e-9),
+            "learning_rate": lr,
+            **stats,
+            "explained_variance": losses.explained_variance(batch.values, batch.returns).item(),
+            "episodes": agent.episode_count,
+            "rolling_return": rolling_mean(window),
+            "rolling_length": rolling_mean(lengths),
+        }
+        last_time, last_step = now, agent.global_step
+        if reporter:
+            reporter.on_update(row)
+        if callback is not None and callback(row) is False:
+            break
+
+    result = TrainResult(
+        total_steps=agent.global_step,
+        updates=agent.updates,
+        episodes=agent.episode_count,
+        wall_seconds=since_process_start(),
+        solved=solved_at_step is not None,
+        solved_at_step=solved_at_step,
+        solved_at_seconds=solved_at_seconds,
+        final_mean_return_100=rolling_mean(window),
+        reward_threshold=threshold,
+        episode_returns=list(window),
+    )
+    if reporter:
+        reporter.on_end(agent, result)
+    return result
+
+
+def is_finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (network init uses torch's)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
