@@ -1,0 +1,152 @@
+"""The ``ppolab`` command: ``train`` and ``eval``.
+
+Heavy imports (torch, gymnasium) happen inside the commands so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ppolab import clock  # noqa: F401  (records the process start time first)
+
+
+def _hyperparameter_epilog() -> str:
+    from ppolab.config import PRESETS, field_help
+
+    lines = ["hyperparameters (--set key=value, or a YAML/JSON file with --config):"]
+    for name, (help_text, default) in field_help().items():
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        lines.append(f"  {name:<22} {help_text} [default: {shown}]")
+    lines.append("")
+    lines.append("tuned presets replace the defaults for: " + ", ".join(PRESETS))
+    lines.append("precedence: defaults < preset < --config < --set < --seed/--steps/--no-early-stop")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ppolab",
+        description="Train, evaluate and study PPO agents on Gymnasium environments.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train", help="train an agent and write a run directory",
+        description="Train PPO on ENV_ID with a live progress bar. Writes a run directory with the "
+        "resolved config, metrics.csv, episodes.csv, TensorBoard events, model.pt, "
+        "learning_curve.png and summary.json.",
+        epilog=_hyperparameter_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("env_id", metavar="ENV_ID",
+                       help="a Gymnasium id (e.g. CartPole-v1) or module:Attr naming an env class or factory")
+    train.add_argument("--seed", type=int, help="random seed (default: 0)")
+    train.add_argument("--steps", type=int, help="environment steps to train for (default: the preset's total_steps)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one hyperparameter; repeatable (see the list below)")
+    train.add_argument("--config", metavar="FILE", help="YAML or JSON file of hyperparameters")
+    train.add_argument("--out", default="runs", metavar="DIR", help="parent directory of run directories (default: runs)")
+    train.add_argument("--name", help="run directory name (default: ENV-algo-sSEED-TIMESTAMP)")
+    train.add_argument("--no-early-stop", action="store_true", help="train the full budget even once solved")
+    train.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+
+    ev = sub.add_parser(
+        "eval", help="evaluate a trained agent",
+        description="Run evaluation episodes with the model in RUN_DIR (or a model file) and print "
+        "the mean and standard deviation of the episode returns.",
+    )
+    ev.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a model.pt file")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes to run (default: 10)")
+    ev.add_argument("--deterministic", action="store_true",
+                    help="take the most likely action instead of sampling from the policy")
+    ev.add_argument("--seed", type=int, default=1_000_000, help="seed of the first episode (default: 1000000)")
+    ev.add_argument("--video", metavar="FILE", help="record the episodes to FILE (.gif, or .mp4 with ppolab[video])")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ppolab.agent import PPO
+    from ppolab.config import load_config_file, parse_assignments, preset
+    from ppolab.envs import resolve_env_id
+    from ppolab.progress import Progress
+    from ppolab.rundir import RunReporter, check_can_create
+
+    env_id = args.env_id if ":" in args.env_id else resolve_env_id(args.env_id)
+    overrides: dict = {}
+    if args.config:
+        overrides.update(load_config_file(args.config))
+    overrides.update(parse_assignments(args.set))
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.steps is not None:
+        overrides["total_steps"] = args.steps
+    if args.no_early_stop:
+        overrides["stop_when_solved"] = False
+    config = preset(env_id).replace(**overrides)  # validates every field
+
+    name = args.name or f"{env_id.replace(':', '.').replace('/', '.')}-ppo-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(args.out) / name
+    check_can_create(run_dir)
+    agent = PPO(env_id, config=config)  # validates the environment and its spaces
+    reporter = RunReporter(run_dir, Progress(f"PPO {env_id}", quiet=args.quiet),
+                           tensorboard=not args.no_tensorboard)
+    reporter.create(agent)
+    if not args.quiet:
+        print(f"training PPO on {env_id} (seed {config.seed}, {config.total_steps:,} steps) -> {run_dir}",
+              file=sys.stderr)
+    try:
+        result = agent.learn(reporter=reporter)
+    except KeyboardInterrupt:
+        reporter.close()
+        path = agent.save(run_dir / "model.pt")
+        print(f"\ninterrupted at step {agent.global_step:,}; model saved to {path}", file=sys.stderr)
+        return 130
+    finally:
+        agent.close()
+    if result.solved:
+        verdict = (f"solved at step {result.solved_at_step:,} after {result.solved_at_seconds:.1f} s "
+                   f"(rolling mean >= {result.reward_threshold:g})")
+    elif result.reward_threshold is not None:
+        verdict = f"not solved (threshold {result.reward_threshold:g})"
+    else:
+        verdict = "no reward threshold for this environment"
+    mean = "n/a" if result.final_mean_return_100 is None else f"{result.final_mean_return_100:.1f}"
+    print(f"{verdict}; rolling mean return {mean}; {result.total_steps:,} steps in {result.wall_seconds:.1f} s\n"
+          f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ppolab.agent import PPO
+    from ppolab.evaluate import evaluate
+
+    if args.episodes < 1:
+        print(f"ppolab: error: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
+        return 2
+    agent = PPO.load(args.run_dir)
+    result = evaluate(agent, episodes=args.episodes, deterministic=args.deterministic,
+                      seed=args.seed, video=args.video)
+    mode = "deterministic" if args.deterministic else "stochastic"
+    print(f"{agent.env_id}: mean return {result.mean:.2f} +- {result.std:.2f} over {args.episodes} "
+          f"episodes ({mode} policy; min {min(result.returns):.1f}, max {max(result.returns):.1f})")
+    if args.video:
+        print(f"video: {args.video}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ppolab.errors import PPOLabError
+
+    try:
+        return {"train": cmd_train, "eval": cmd_eval}[args.command](args)
+    except PPOLabError as exc:
+        print(f"ppolab: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
