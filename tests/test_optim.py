@@ -1,0 +1,207 @@
+"""FlatAdam / flatten_parameters / clip_grad_norm_ against their torch counterparts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
+
+
+def make_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def data(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(32, 4, generator=gen), torch.randn(32, 3, generator=gen)
+
+
+def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+    # a different minibatch every step so that the gradients (and Adam's moments) vary
+    idx = torch.arange(step % 4, 32, 4)
+    return ((model(x[idx]) - y[idx]) ** 2).mean() + 0.1 * model(x[idx]).abs().mean()
+
+
+def flat_of(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def test_flatten_parameters_views_and_values():
+    model = make_mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    params, grads = flatten_parameters(model)
+    n = sum(b.numel() for b in before)
+    assert params.shape == (n,) and grads.shape == (n,)
+    assert torch.equal(params, torch.cat([b.reshape(-1) for b in before]))
+    assert torch.count_nonzero(grads) == 0
+    # every parameter and gradient is a view into the flat buffers, in order
+    offset = 0
+    for p, b in zip(model.parameters(), before):
+        assert torch.equal(p.detach(), b)
+        assert p.data_ptr() == params[offset:].data_ptr()
+        assert p.grad is not None and p.grad.data_ptr() == grads[offset:].data_ptr()
+        offset += p.numel()
+    # writing the flat buffer changes the module
+    params.add_(1.0)
+    assert torch.equal(next(model.parameters()).detach(), before[0] + 1.0)
+
+
+def test_backward_accumulates_into_the_flat_grad_buffer():
+    model = make_mlp()
+    reference = copy.deepcopy(model)
+    params, grads = flatten_parameters(model)
+    x, y = data()
+
+    loss_fn(model, x, y, 0).backward()
+    loss_fn(reference, x, y, 0).backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in reference.parameters()])
+    assert torch.count_nonzero(grads) > 0
+    assert torch.allclose(grads, expected, atol=1e-7)
+    # still views after backward (autograd accumulated in place rather than replacing .grad)
+    offset = 0
+    for p in model.parameters():
+        assert p.grad.data_ptr() == grads[offset:].data_ptr()
+        offset += p.numel()
+
+    # a second backward accumulates (sums) into the same buffer
+    loss_fn(model, x, y, 1).backward()
+    loss_fn(reference, x, y, 1).backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in reference.parameters()])
+    assert torch.allclose(grads, expected, atol=1e-7)
+
+
+def run_torch_adam(model: nn.Module, steps: int, lr: float, start: int = 0, opt=None):
+    x, y = data()
+    opt = opt or torch.optim.Adam(model.parameters(), lr=lr, eps=1e-5)
+    for step in range(start, start + steps):
+        opt.zero_grad()
+        loss_fn(model, x, y, step).backward()
+        opt.step()
+    return opt
+
+
+def run_flat_adam(model: nn.Module, opt: FlatAdam, steps: int, start: int = 0) -> None:
+    x, y = data()
+    for step in range(start, start + steps):
+        opt.zero_grad()
+        loss_fn(model, x, y, step).backward()
+        opt.step()
+
+
+def test_flat_adam_matches_torch_adam_step_for_step():
+    lr = 3e-3
+    ours, theirs = make_mlp(), make_mlp()
+    params, grads = flatten_parameters(ours)
+    opt = FlatAdam(params, grads, lr=lr)
+    assert opt.eps == 1e-5
+    torch_opt = torch.optim.Adam(theirs.parameters(), lr=lr, eps=1e-5)
+    initial = params.clone()
+    for step in range(20):
+        run_flat_adam(ours, opt, 1, start=step)
+        run_torch_adam(theirs, 1, lr, start=step, opt=torch_opt)
+        assert torch.allclose(params, flat_of(theirs), atol=1e-6, rtol=0), step
+        # the module itself (not only the buffer) moved
+        assert torch.allclose(flat_of(ours), flat_of(theirs), atol=1e-6, rtol=0), step
+    assert opt.step_count == 20
+    assert (params - initial).abs().max() > 1e-2  # it really trained
+    torch_state = torch_opt.state[next(theirs.parameters())]
+    assert torch.allclose(opt.exp_avg[: torch_state["exp_avg"].numel()],
+                          torch_state["exp_avg"].reshape(-1), atol=1e-7)
+
+
+def test_flat_adam_lr_change_takes_effect():
+    """PPOUpdate anneals the learning rate by assigning opt.lr; torch's equivalent is the
+    param_group's lr."""
+    ours, theirs = make_mlp(), make_mlp()
+    params, grads = flatten_parameters(ours)
+    opt = FlatAdam(params, grads, lr=1e-2)
+    torch_opt = torch.optim.Adam(theirs.parameters(), lr=1e-2, eps=1e-5)
+    for step, lr in enumerate([1e-2, 5e-3, 2e-3, 1e-3, 0.0]):
+        opt.lr = lr
+        torch_opt.param_groups[0]["lr"] = lr
+        run_flat_adam(ours, opt, 1, start=step)
+        run_torch_adam(theirs, 1, lr, start=step, opt=torch_opt)
+    assert torch.allclose(params, flat_of(theirs), atol=1e-6, rtol=0)
+
+
+def test_state_dict_round_trip_continues_identically():
+    lr = 3e-3
+    a = make_mlp()
+    pa, ga = flatten_parameters(a)
+    opt_a = FlatAdam(pa, ga, lr=lr)
+    run_flat_adam(a, opt_a, 7)
+
+    state = opt_a.state_dict()
+    b = make_mlp(seed=99)  # different initial weights, overwritten below
+    pb, gb = flatten_parameters(b)
+    pb.copy_(pa)
+    opt_b = FlatAdam(pb, gb, lr=1.0)  # wrong lr, restored from the state
+    opt_b.load_state_dict(state)
+    assert opt_b.step_count == 7 and opt_b.lr == lr
+
+    # the saved state is a copy: continuing to train a does not change it
+    saved_avg = state["exp_avg"].clone()
+    run_flat_adam(a, opt_a, 5, start=7)
+    run_flat_adam(b, opt_b, 5, start=7)
+    assert torch.equal(state["exp_avg"], saved_avg)
+    assert torch.equal(pa, pb)  # same ops on the same numbers: bit-identical
+    assert opt_a.step_count == opt_b.step_count == 12
+
+    # without restoring the state (fresh moments, step 0) the trajectories differ
+    c = make_mlp(seed=99)
+    pc, gc = flatten_parameters(c)
+    pc.copy_(pa)
+    fresh = FlatAdam(pc, gc, lr=lr)
+    run_flat_adam(c, fresh, 1, start=12)
+    run_flat_adam(a, opt_a, 1, start=12)
+    assert not torch.allclose(pa, pc, atol=1e-6)
+
+
+def test_zero_grad_keeps_the_views():
+    model = make_mlp()
+    params, grads = flatten_parameters(model)
+    opt = FlatAdam(params, grads, lr=1e-3)
+    x, y = data()
+    loss_fn(model, x, y, 0).backward()
+    assert torch.count_nonzero(grads) > 0
+    opt.zero_grad()
+    assert torch.count_nonzero(grads) == 0
+    assert all(p.grad is not None and torch.count_nonzero(p.grad) == 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 0.5, 1e6])
+def test_clip_grad_norm_matches_torch(max_norm):
+    ours, theirs = make_mlp(), make_mlp()
+    params, grads = flatten_parameters(ours)
+    x, y = data()
+    loss_fn(ours, x, y, 0).backward()
+    loss_fn(theirs, x, y, 0).backward()
+    unclipped = grads.clone()
+
+    norm = clip_grad_norm_(grads, max_norm)
+    torch_norm = torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm)
+    assert norm.item() == pytest.approx(torch_norm.item(), rel=1e-6)
+    assert norm.item() == pytest.approx(torch.linalg.vector_norm(unclipped).item(), rel=1e-6)
+    torch_grads = torch.cat([p.grad.reshape(-1) for p in theirs.parameters()])
+    assert torch.allclose(grads, torch_grads, atol=1e-7, rtol=1e-6)
+    after = torch.linalg.vector_norm(grads).item()
+    if max_norm < norm.item():
+        assert after == pytest.approx(max_norm, rel=1e-4)
+        # direction preserved
+        assert torch.allclose(grads / after, unclipped / norm, atol=1e-6)
+    else:
+        assert torch.equal(grads, unclipped)
+    # the module's .grad views saw the clipping too
+    assert torch.allclose(torch.cat([p.grad.reshape(-1) for p in ours.parameters()]), grads)
+
+
+def test_clip_grad_norm_by_hand():
+    g = torch.tensor([3.0, 4.0])  # norm 5
+    norm = clip_grad_norm_(g, 1.0)
+    assert norm.item() == pytest.approx(5.0)
+    assert g.tolist() == pytest.approx([0.6, 0.8], rel=1e-5)

@@ -1,0 +1,150 @@
+"""ActorCritic: PPO's orthogonal initialization, trunk sharing, and shapes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ppolab import distributions
+from ppolab.config import PPOConfig
+from ppolab.policies import ActorCritic
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Multi-threaded LAPACK QR (orthogonal_) takes ~0.2 s per 64x64 layer on these 2-core
+    machines versus ~0.3 ms single-threaded; ppolab itself builds the policy after
+    torch.set_num_threads(cfg.torch_threads), so do the same here and restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make(obs_shape=(4,), n_actions=3, seed=0, **cfg) -> ActorCritic:
+    torch.manual_seed(seed)
+    return ActorCritic(obs_shape, n_actions, PPOConfig(**cfg))
+
+
+def linears(seq: nn.Sequential) -> list[nn.Linear]:
+    return [m for m in seq if isinstance(m, nn.Linear)]
+
+
+def assert_orthogonal(w: torch.Tensor, gain: float) -> None:
+    """Rows orthogonal with norm ``gain`` for a wide/square matrix [out <= in]; columns for a
+    tall one [out > in] (an orthogonal matrix truncated to the shape)."""
+    w = w.detach().double()
+    out, inp = w.shape
+    gram = w @ w.T if out <= inp else w.T @ w
+    eye = torch.eye(min(out, inp), dtype=torch.float64)
+    assert torch.allclose(gram, gain**2 * eye, atol=1e-5 * max(gain**2, 1e-4)), (w.shape, gain)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_hidden_layers_are_orthogonal_with_gain_sqrt2_and_zero_bias(shared):
+    # obs 4 -> 64 (tall), 64 -> 64 (square), 64 -> 16 (wide)
+    policy = make(hidden_sizes=(64, 64, 16), shared_trunk=shared)
+    trunks = [policy.actor_trunk] + ([] if shared else [policy.critic_trunk])
+    for trunk in trunks:
+        layers = linears(trunk)
+        assert [tuple(layer.weight.shape) for layer in layers] == [(64, 4), (64, 64), (16, 64)]
+        for layer in layers:
+            assert_orthogonal(layer.weight, math.sqrt(2))
+            assert torch.count_nonzero(layer.bias) == 0
+    square = linears(policy.actor_trunk)[1].weight.detach().double()
+    # square: both W W^T and W^T W are 2 I
+    assert torch.allclose(square.T @ square, 2 * torch.eye(64, dtype=torch.float64), atol=1e-5)
+
+
+def test_wide_first_layer_is_orthogonal_on_rows():
+    policy = make(obs_shape=(100,), hidden_sizes=(32,))
+    w = linears(policy.actor_trunk)[0].weight.detach().double()
+    assert w.shape == (32, 100)
+    assert torch.allclose(w @ w.T, 2 * torch.eye(32, dtype=torch.float64), atol=1e-5)
+    # every row has norm sqrt(2)
+    assert torch.allclose(w.norm(dim=1), torch.full((32,), math.sqrt(2), dtype=torch.float64), atol=1e-6)
+
+
+def test_policy_head_gain_001_and_value_head_gain_1():
+    policy = make(n_actions=6, hidden_sizes=(64, 64))
+    w_pi = policy.policy_head.weight.detach().double()
+    assert w_pi.shape == (6, 64)
+    assert_orthogonal(w_pi, 0.01)
+    assert torch.allclose(w_pi.norm(dim=1), torch.full((6,), 0.01, dtype=torch.float64), atol=1e-8)
+    assert torch.count_nonzero(policy.policy_head.bias) == 0
+
+    w_v = policy.value_head.weight.detach().double()
+    assert w_v.shape == (1, 64)
+    assert w_v.norm().item() == pytest.approx(1.0, abs=1e-6)
+    assert torch.count_nonzero(policy.value_head.bias) == 0
+
+
+def test_initial_policy_is_near_uniform():
+    policy = make(n_actions=4)
+    obs = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
+    entropy = distributions.entropy(distributions.log_softmax(policy.logits(obs)))
+    # head gain 0.01 keeps logits ~1e-2, so the entropy is within 1e-3 of log 4
+    assert entropy.min().item() > math.log(4) - 1e-3
+
+
+def test_actor_and_critic_trunks_are_separate_networks():
+    policy = make()
+    a, c = linears(policy.actor_trunk)[0].weight, linears(policy.critic_trunk)[0].weight
+    assert a.data_ptr() != c.data_ptr() and not torch.allclose(a, c)
+    # the value loss does not touch the actor
+    obs = torch.randn(8, 4)
+    policy.value(obs).pow(2).mean().backward()
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0
+               for p in list(policy.actor_trunk.parameters()) + list(policy.policy_head.parameters()))
+    assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in policy.critic_trunk.parameters())
+
+
+def test_shared_trunk_has_no_critic_trunk_and_fewer_parameters():
+    separate = make(hidden_sizes=(64, 64))
+    shared = make(hidden_sizes=(64, 64), shared_trunk=True)
+    assert shared.critic_trunk is None and separate.critic_trunk is not None
+    n_sep = sum(p.numel() for p in separate.parameters())
+    n_shared = sum(p.numel() for p in shared.parameters())
+    trunk = (4 * 64 + 64) + (64 * 64 + 64)
+    heads = (64 * 3 + 3) + (64 + 1)
+    assert n_shared == trunk + heads
+    assert n_sep == 2 * trunk + heads
+    # the shared trunk receives gradient from the value loss
+    obs = torch.randn(8, 4)
+    shared.value(obs).pow(2).mean().backward()
+    assert any(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in shared.actor_trunk.parameters())
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_forward_shapes_for_time_major_input(shared):
+    T, N, A = 5, 3, 2
+    policy = make(obs_shape=(4,), n_actions=A, shared_trunk=shared)
+    obs = torch.randn(T, N, 4)
+    logits, values = policy(obs)
+    assert logits.shape == (T, N, A) and values.shape == (T, N)
+    # the single-output helpers agree with forward
+    assert torch.allclose(policy.value(obs), values)
+    assert torch.allclose(policy.logits(obs), logits)
+    # row-independent: evaluating one (t, n) alone gives the same numbers
+    l1, v1 = policy(obs[2, 1])
+    assert torch.allclose(l1, logits[2, 1]) and torch.allclose(v1, values[2, 1])
+
+
+def test_multidimensional_observations_are_flattened():
+    policy = make(obs_shape=(2, 3), n_actions=4)
+    obs = torch.randn(5, 3, 2, 3)
+    logits, values = policy(obs)
+    assert logits.shape == (5, 3, 4) and values.shape == (5, 3)
+    assert linears(policy.actor_trunk)[0].in_features == 6
+    flat_logits, flat_values = policy(obs[0, 0]), policy.value(obs[0, 0])
+    assert torch.allclose(flat_logits[0], logits[0, 0]) and torch.allclose(flat_values, values[0, 0])
+
+
+@pytest.mark.parametrize("activation, cls", [("tanh", nn.Tanh), ("relu", nn.ReLU)])
+def test_activation(activation, cls):
+    policy = make(activation=activation, hidden_sizes=(8, 8))
+    acts = [m for m in policy.actor_trunk if not isinstance(m, nn.Linear)]
+    assert len(acts) == 2 and all(isinstance(m, cls) for m in acts)
