@@ -213,7 +213,13 @@ def parse_value(name: str, value: Any, annotation: Any) -> Any:
                 raise ValueError
             if isinstance(value, int):
                 return value
-            number = float(str(value).replace("_", "")) if isinstance(value, str) else value
+            number = value
+            if isinstance(value, str):
+                text = value.strip().replace("_", "")
+                try:
+                    return int(text)  # exact, however large
+                except ValueError:
+                    number = float(text)  # "1e5"
             if not float(number).is_integer():
                 raise ValueError
             return int(number)
