@@ -6,10 +6,12 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ppolab.config import PPOConfig
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+_ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 def _layer(n_in: int, n_out: int, gain: float) -> nn.Linear:
@@ -47,22 +49,34 @@ class ActorCritic(nn.Module):
         self.policy_head = _layer(hidden[-1], n_actions, 0.01)
         self.value_head = _layer(hidden[-1], 1, 1.0)
 
+        self._act = _ACTIVATION_FNS[act]
+        # Plain references to the parameters: calling the functions directly skips the
+        # per-module call and attribute-lookup overhead, a large share of the cost at this size.
+        self._actor_layers = [(m.weight, m.bias) for m in self.actor_trunk if isinstance(m, nn.Linear)]
+        self._critic_layers = (self._actor_layers if self.critic_trunk is None else
+                               [(m.weight, m.bias) for m in self.critic_trunk if isinstance(m, nn.Linear)])
+        self._policy_head = (self.policy_head.weight, self.policy_head.bias)
+        self._value_head = (self.value_head.weight, self.value_head.bias)
+
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.flatten(-self.obs_ndim) if self.obs_ndim != 1 else obs
+
+    def _trunk(self, layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+        for weight, bias in layers:
+            x = self._act(F.linear(x, weight, bias))
+        return x
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, values) for a batch of observations."""
         x = self._flat(obs)
-        features = self.actor_trunk(x)
-        critic_features = features if self.critic_trunk is None else self.critic_trunk(x)
-        return self.policy_head(features), self.value_head(critic_features).squeeze(-1)
+        features = self._trunk(self._actor_layers, x)
+        critic = features if self.critic_trunk is None else self._trunk(self._critic_layers, x)
+        return F.linear(features, *self._policy_head), F.linear(critic, *self._value_head).squeeze(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s) only."""
-        x = self._flat(obs)
-        trunk = self.actor_trunk if self.critic_trunk is None else self.critic_trunk
-        return self.value_head(trunk(x)).squeeze(-1)
+        return F.linear(self._trunk(self._critic_layers, self._flat(obs)), *self._value_head).squeeze(-1)
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """Policy logits only (acting at evaluation time)."""
-        return self.policy_head(self.actor_trunk(self._flat(obs)))
+        return F.linear(self._trunk(self._actor_layers, self._flat(obs)), *self._policy_head)

@@ -66,6 +66,10 @@ class Batch:
     def __getitem__(self, index: torch.Tensor) -> Batch:
         return Batch(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
 
+    def slice(self, start: int, stop: int) -> Batch:
+        """Rows ``start:stop`` as views (no copy)."""
+        return Batch(*(getattr(self, f)[start:stop] for f in self.__dataclass_fields__))
+
 
 def to_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> Batch:
     """Flatten ``[T, N]`` to ``[T * N]`` and drop the autoreset steps."""

@@ -41,23 +41,21 @@ class PPOUpdate:
         c, policy, opt = self.config, self.policy, self.optimizer
         opt.lr = lr
         n = len(batch)
-        n_minibatches = max(1, round(c.batch_size / c.minibatch_size))
+        n_minibatches = max(1, min(n, round(c.batch_size / c.minibatch_size)))
+        bounds = [n * i // n_minibatches for i in range(n_minibatches + 1)]
         vclip = c.clip_coef if c.clip_value_loss else None
-        totals = torch.zeros(len(_STATS))
-        steps = 0
+        history: list[torch.Tensor] = []
         epochs_done = 0
         stopped_early = False
         for _ in range(c.n_epochs):
-            order = torch.randperm(n, generator=generator)
-            for index in order.tensor_split(n_minibatches):
-                if len(index) == 0:
-                    continue
-                mb = batch[index]
+            shuffled = batch[torch.randperm(n, generator=generator)]  # minibatches are slices
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                mb = shuffled.slice(lo, hi)
                 logits, values = policy(mb.observations)
                 log_probs = distributions.log_softmax(logits)
                 new_logp = distributions.log_prob(log_probs, mb.actions)
                 advantages = mb.advantages
-                if c.normalize_advantages and len(index) > 1:
+                if c.normalize_advantages and hi - lo > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
                 with torch.no_grad():
                     kl_logr, kl = losses.approx_kl(new_logp, mb.log_probs)
@@ -78,14 +76,15 @@ class PPOUpdate:
                         f"{pg_loss.item()}, value_loss={v_loss.item()}, grad_norm={grad_norm.item()})"
                     )
                 opt.step()
-                with torch.no_grad():
-                    clipfrac = losses.clip_fraction(new_logp, mb.log_probs, c.clip_coef)
-                    totals += torch.stack([pg_loss, v_loss, ent, kl_logr, kl, clipfrac, grad_norm]).detach()
-                steps += 1
+                clipfrac = losses.clip_fraction(new_logp.detach(), mb.log_probs, c.clip_coef)
+                history.append(torch.stack([pg_loss.detach(), v_loss.detach(), ent.detach(), kl_logr, kl,
+                                            clipfrac, grad_norm]))
             if stopped_early:
                 break
             epochs_done += 1
-        stats = dict(zip(_STATS, (totals / max(steps, 1)).tolist()))
+        steps = len(history)
+        totals = torch.stack(history).mean(0) if history else torch.zeros(len(_STATS))
+        stats = dict(zip(_STATS, totals.tolist()))
         stats["epochs"] = float(epochs_done)
         stats["gradient_steps"] = float(steps)
         stats["stopped_early"] = float(stopped_early)
