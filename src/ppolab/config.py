@@ -140,8 +140,8 @@ def field_help() -> dict[str, tuple[str, Any]]:
 # (see benchmarks/time_to_solve.py and the README's "Presets" section).
 PRESETS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
-        n_envs=16, n_steps=32, total_steps=200_000, learning_rate=2.5e-3, n_epochs=10,
-        minibatch_size=256, gamma=0.99, gae_lambda=0.95, ent_coef=0.0,
+        n_envs=16, n_steps=32, total_steps=200_000, learning_rate=1e-2, n_epochs=8,
+        minibatch_size=512, gamma=0.99, gae_lambda=0.9, clip_value_loss=False, ent_coef=0.0,
     ),
     "LunarLander-v3": dict(
         n_envs=16, n_steps=256, total_steps=1_000_000, learning_rate=1e-3, n_epochs=4,
