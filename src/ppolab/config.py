@@ -50,7 +50,11 @@ class PPOConfig:
     n_epochs: int = _f(4, "K: passes over each batch")
     minibatch_size: int = _f(256, "samples per gradient step (<= n_envs * n_steps)")
     clip_coef: float = _f(0.2, "epsilon of the clipped surrogate objective, > 0")
-    clip_value_loss: bool = _f(True, "clip the value update around the old value estimate")
+    clip_value_loss: bool = _f(
+        False,
+        "clip the value update to +-clip_coef around the old estimate (off by default: with "
+        "unnormalized returns in the hundreds it stops the critic from learning)",
+    )
     ent_coef: float = _f(0.0, "entropy bonus coefficient c2, >= 0")
     vf_coef: float = _f(0.5, "value loss coefficient c1, >= 0")
     max_grad_norm: float = _f(0.5, "global gradient-norm clip, > 0")
@@ -141,7 +145,7 @@ def field_help() -> dict[str, tuple[str, Any]]:
 PRESETS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         n_envs=16, n_steps=32, total_steps=200_000, learning_rate=1e-2, n_epochs=8,
-        minibatch_size=512, gamma=0.99, gae_lambda=0.9, clip_value_loss=False, ent_coef=0.0,
+        minibatch_size=512, gamma=0.99, gae_lambda=0.9, ent_coef=0.0,
     ),
     "LunarLander-v3": dict(
         n_envs=16, n_steps=256, total_steps=1_000_000, learning_rate=1e-3, n_epochs=4,

@@ -1,0 +1,28 @@
+"""Learning tests: real training with the shipped presets, fixed seeds and a fixed step budget.
+
+These are the proof that the pieces add up to a PPO that solves tasks. They take seconds to
+minutes; the suite budget (under 20 minutes on 2 cores) is planned around them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ppolab import PPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cartpole_preset_solves_within_budget(seed: int) -> None:
+    """Rolling-100 mean return >= 475 within 150k steps, for each fixed seed."""
+    agent = PPO("CartPole-v1", seed=seed)
+    try:
+        result = agent.learn(150_000)
+    finally:
+        agent.close()
+    assert result.solved, f"seed {seed}: rolling mean {result.final_mean_return_100} after {result.total_steps} steps"
+    assert result.final_mean_return_100 >= 475.0
+    assert result.solved_at_step <= 150_000
+    # the agent stopped at the solving rollout: it did not spend the rest of the budget
+    assert result.total_steps < 150_000
