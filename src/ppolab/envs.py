@@ -13,10 +13,8 @@ import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from ppolab.errors import EnvironmentSpecError, closest
@@ -203,7 +201,3 @@ def _copier(env: gym.Env, n_envs: int) -> Callable[[], gym.Env]:
 
     return factory
 
-
-def observation_array(obs: Any) -> np.ndarray:
-    """Observations as a float32 array, without a copy when they already are one."""
-    return np.asarray(obs, dtype=np.float32)

@@ -24,9 +24,8 @@ class Progress:
             return
         if sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
-            from rich.progress import TimeRemainingColumn
 
             self._bar = RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -38,11 +37,16 @@ class Progress:
                                             sps="-", ret="-")
             self._bar.start()
 
-    def advance(self, step: int, rolling_return: float | None, sps: float) -> None:
+    def advance(self, step: int, rolling_return: float | None, sps: float | None) -> None:
+        """Show ``step``; ``sps=None`` keeps the last speed (the final refresh)."""
         ret = "-" if rolling_return is None else f"{rolling_return:8.1f}"
         if self._bar is not None:
-            self._bar.update(self._task, completed=min(step, self._total), sps=f"{sps:,.0f}", ret=ret)
-        elif not self.quiet and time.monotonic() - self._last_line >= self.interval:
+            fields = {"ret": ret} if sps is None else {"ret": ret, "sps": f"{sps:,.0f}"}
+            self._bar.update(self._task, completed=min(step, self._total), **fields)
+            return
+        if sps is None:
+            return
+        if not self.quiet and time.monotonic() - self._last_line >= self.interval:
             self._last_line = time.monotonic()
             pct = 100.0 * step / max(self._total, 1)
             print(f"{self.description}: step {step:,}/{self._total:,} ({pct:4.1f}%)  {sps:,.0f} sps  "

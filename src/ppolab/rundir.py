@@ -82,6 +82,7 @@ class RunReporter:
     def on_end(self, agent: PPO, result: TrainResult) -> None:
         from ppolab.plots import learning_curve
 
+        self.progress.advance(result.total_steps, result.final_mean_return_100, None)
         self.progress.stop()
         agent.save(self.run_dir / "model.pt")
         if self.writer is not None:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -145,10 +144,6 @@ def train(
     if reporter:
         reporter.on_end(agent, result)
     return result
-
-
-def is_finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
 
 
 def seed_everything(seed: int) -> None:
