@@ -1,0 +1,190 @@
+"""Small Gymnasium environments for the CLI, API and bad-input tests.
+
+Importable in subprocesses as ``envs_for_tests:Name`` once the tests directory is on
+PYTHONPATH (the ``run_cli`` fixture in conftest.py does that).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.wrappers import TimeLimit
+
+
+class _BoxObsDiscreteActions(gym.Env):
+    """Base: a 4-float Box observation, two actions, never ends on its own."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 1.0, False, False, {}
+
+
+# --------------------------------------------------------------------------- unsupported spaces
+
+
+class DictObsEnv(_BoxObsDiscreteActions):
+    """Dict observations: ppolab must refuse it (it supports Box only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Dict({
+            "position": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            "flag": spaces.Discrete(2),
+        })
+
+
+class DiscreteObsEnv(_BoxObsDiscreteActions):
+    """Discrete observations: ppolab must refuse it (it supports Box only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Discrete(5)
+
+
+class BoxActionEnv(_BoxObsDiscreteActions):
+    """Continuous (Box) actions: ppolab must refuse it (it supports Discrete only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- divergence
+
+NAN_FROM_STEP = 300
+
+
+class NaNRewardEnv(_BoxObsDiscreteActions):
+    """Reward 1.0 for the first ``NAN_FROM_STEP`` calls to ``step`` of this instance (over all its
+    episodes), then NaN. It never ends an episode, so with ``n_steps=64`` every instance takes
+    exactly 64 steps per rollout and the first NaN reward falls in rollout ceil(301 / 64) = 5."""
+
+    bad_reward = float("nan")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps_taken = 0
+
+    def step(self, action):
+        self.steps_taken += 1
+        reward = self.bad_reward if self.steps_taken > NAN_FROM_STEP else 1.0
+        return self.observation_space.sample(), reward, False, False, {}
+
+
+class InfRewardEnv(NaNRewardEnv):
+    bad_reward = float("inf")
+
+
+# --------------------------------------------------------------------------- a user-defined task
+
+
+class SignEnv(gym.Env):
+    """A contextual bandit-like task in episodes of 10 steps: observe x in [-1, 1]^3, be paid 1
+    for action 1 when x[0] < 0 and for action 2 otherwise. Actions are ``Discrete(2, start=1)``,
+    so an agent that forgets the action offset sends invalid actions (and this env raises)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2, start=1)
+        self._obs = np.zeros(3, dtype=np.float32)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._t = 0
+        self._obs = self.np_random.uniform(-1.0, 1.0, size=3).astype(np.float32)
+        return self._obs.copy(), {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r} for {self.action_space}")
+        correct = 1 if self._obs[0] < 0 else 2
+        reward = 1.0 if int(action) == correct else 0.0
+        self._t += 1
+        self._obs = self.np_random.uniform(-1.0, 1.0, size=3).astype(np.float32)
+        return self._obs.copy(), reward, self._t >= 10, False, {}
+
+
+class TwoFloatObsEnv(SignEnv):
+    """Like SignEnv but with 2-float observations and Discrete(2) actions (for shape mismatches)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self._obs = np.zeros(2, dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        gym.Env.reset(self, seed=seed)
+        self._t = 0
+        self._obs = self.np_random.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        return self._obs.copy(), {}
+
+    def step(self, action):
+        self._t += 1
+        self._obs = self.np_random.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        return self._obs.copy(), float(action), self._t >= 10, False, {}
+
+
+# --------------------------------------------------------------------------- scripted episodes
+
+TERMINATE_AT = 5  # episodes that terminate do so after this many steps
+TIME_LIMIT = 7  # the others run into the TimeLimit and are truncated after this many steps
+REWARD = 2.0  # per step, so a terminated episode returns 10.0 and a truncated one 14.0
+
+
+class ScriptedEpisodesEnv(gym.Env):
+    """A deterministic env whose observation is ``[step in episode, episode index]``.
+
+    Episode k terminates after ``TERMINATE_AT`` steps when ``(k + offset)`` is even; otherwise it
+    never ends by itself (wrap it in ``TimeLimit(.., TIME_LIMIT)``, see :class:`ScriptedFactory`).
+    The episode index counts calls to ``reset``, starting at 0 for the first one.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, offset: int = 0) -> None:
+        self.observation_space = spaces.Box(0.0, 1000.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.offset = offset
+        self.episode = -1
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.t, self.episode], dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.episode += 1
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        terminated = (self.episode + self.offset) % 2 == 0 and self.t >= TERMINATE_AT
+        return self._obs(), REWARD, terminated, False, {}
+
+
+class ScriptedFactory:
+    """Zero-argument env factory: the i-th env it makes has offset i, wrapped in a TimeLimit.
+    So env 0 starts with a terminating episode and env 1 with a truncated one."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def __call__(self) -> gym.Env:
+        env = TimeLimit(ScriptedEpisodesEnv(offset=self.made), max_episode_steps=TIME_LIMIT)
+        self.made += 1
+        return env
