@@ -5,16 +5,36 @@
     result = agent.learn(100_000)
     agent.save("cartpole.pt")
     PPO.load("cartpole.pt").predict(obs)
+
+The names below are imported on first use, so that ``import ppolab.cli`` (and ``ppolab
+--help``) does not pay for importing torch and gymnasium.
 """
 
-from ppolab.agent import PPO
-from ppolab.config import PPOConfig
-from ppolab.evaluate import evaluate
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ppolab.agent import PPO
+    from ppolab.config import PPOConfig
+    from ppolab.evaluation import evaluate
 
 __all__ = ["PPO", "PPOConfig", "evaluate", "load"]
 __version__ = "0.1.0"
 
+_LAZY = {"PPO": "ppolab.agent", "PPOConfig": "ppolab.config", "evaluate": "ppolab.evaluation"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ppolab' has no attribute {name!r}")
+
 
 def load(path: str) -> PPO:
     """Load a saved agent (model file or run directory) for prediction."""
+    from ppolab.agent import PPO
+
     return PPO.load(path)

@@ -57,9 +57,11 @@ class PPO:
         self.collector: Collector | None = None
 
     def _attach_env(self, vec_env: Any) -> None:
+        # A loaded agent continues with new episodes, not a replay of the first ones.
+        seed = self.config.seed + self.global_step
         self.vec_env = vec_env
         self.collector = Collector(vec_env, self.env_info, self.policy, self.config.n_steps,
-                                   self.config.seed, self.generator)
+                                   seed, self.generator)
 
     @property
     def env_id(self) -> str:
@@ -149,6 +151,7 @@ class PPO:
                     f"{path} was trained on observations {info.obs_shape} and {info.n_actions} "
                     f"actions; this env has {new_info.obs_shape} and {new_info.n_actions}"
                 )
+            agent.generator.manual_seed(config.seed + agent.global_step)
             agent._attach_env(vec_env)
         return agent
 

@@ -121,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ppolab.agent import PPO
-    from ppolab.evaluate import evaluate
+    from ppolab.evaluation import evaluate
 
     if args.episodes < 1:
         print(f"ppolab: error: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)

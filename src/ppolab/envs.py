@@ -8,10 +8,11 @@ collector (:mod:`ppolab.rollout`) relies on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -119,11 +120,12 @@ def make_vec_env(
                 f"{name} has no vectorized implementation; use vectorization=sync or async"
             )
         # Check the spaces on one env first, so a bad env fails fast without spawning workers.
-        if mode == "async":
-            probe = gym.make(name)
-            check_spaces(probe.observation_space, probe.action_space, name)
-            probe.close()
-        vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode)
+        with _gym_errors(name):
+            if mode == "async":
+                probe = gym.make(name)
+                check_spaces(probe.observation_space, probe.action_space, name)
+                probe.close()
+            vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode)
     else:
         if isinstance(source, str):
             name, factory = source, _import_attr(source)
@@ -142,6 +144,8 @@ def make_vec_env(
             raise EnvironmentSpecError(f"'{name}' made a {type(first).__name__}, not a gymnasium.Env")
         if first.spec is not None:
             threshold = first.spec.reward_threshold
+            if not isinstance(source, str):
+                name = first.spec.id  # a registered env, so `ppolab eval` can make it again
         check_spaces(first.observation_space, first.action_space, name)
         fns = [lambda first=first: first] + [factory] * (n_envs - 1)
         if vectorization == "async":
@@ -178,7 +182,26 @@ def make_single_env(env_id: str, render_mode: str | None = None) -> gym.Env:
             return factory(render_mode=render_mode) if render_mode else factory()
         except TypeError:
             return factory()
-    return gym.make(resolve_env_id(env_id), render_mode=render_mode)
+    name = resolve_env_id(env_id)
+    if name not in gym.registry:
+        raise EnvironmentSpecError(
+            f"cannot make environment '{name}' again: it is not a registered id (the model was "
+            "trained on an env object); evaluate it in Python with your own env and agent.predict()"
+        )
+    with _gym_errors(name):
+        return gym.make(name, render_mode=render_mode)
+
+
+@contextlib.contextmanager
+def _gym_errors(name: str) -> Iterator[None]:
+    """Turn Gymnasium's errors (a missing dependency such as MuJoCo or Box2D, a bad argument)
+    into one-line :class:`EnvironmentSpecError` messages."""
+    try:
+        yield
+    except gym.error.DependencyNotInstalled as exc:
+        raise EnvironmentSpecError(f"{name} needs a package that is not installed: {exc}") from None
+    except gym.error.Error as exc:
+        raise EnvironmentSpecError(f"cannot make {name}: {exc}") from None
 
 
 def _copier(env: gym.Env, n_envs: int) -> Callable[[], gym.Env]:

@@ -30,6 +30,10 @@ class RunDirectoryError(PPOLabError):
     """A run directory that cannot be created, or is not a run directory."""
 
 
+class VideoError(PPOLabError):
+    """A video that cannot be written (format without its optional dependency)."""
+
+
 class TrainingDivergedError(PPOLabError, FloatingPointError):
     """A loss or gradient became NaN or infinite; the last good model was kept."""
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ppolab.envs import make_single_env
+from ppolab.errors import VideoError
 
 if TYPE_CHECKING:
     from ppolab.agent import PPO
@@ -36,6 +37,8 @@ def evaluate(
     ...) and return their returns and lengths. ``video`` records them all to a .gif or .mp4 file."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if video:
+        check_video_format(Path(video))
     env = make_single_env(env_id or agent.env_id, render_mode="rgb_array" if video else None)
     frames: list[np.ndarray] = []
     returns, lengths = [], []
@@ -71,9 +74,18 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
         images = [Image.fromarray(f) for f in frames[::2]]  # half the frames keeps GIFs small
         images[0].save(path, save_all=True, append_images=images[1:], duration=int(2000 / fps), loop=0)
         return
-    try:
-        import imageio.v2 as imageio
-    except ImportError:
-        raise RuntimeError(f"writing {path.suffix} video needs imageio[ffmpeg] "
-                           "(pip install 'ppolab[video]'), or use a .gif file") from None
+    import imageio.v2 as imageio
+
     imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
+
+
+def check_video_format(path: Path) -> None:
+    """Fail before any episode runs when ``path``'s format cannot be written here."""
+    if path.suffix.lower() == ".gif":
+        return
+    try:
+        import imageio.v2  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        raise VideoError(f"writing {path.suffix or 'extension-less'} video needs imageio and "
+                         "imageio-ffmpeg (pip install 'ppolab[video]'); or record a .gif") from None
