@@ -144,12 +144,12 @@ def field_help() -> dict[str, tuple[str, Any]]:
 # (see benchmarks/time_to_solve.py and the README's "Presets" section).
 PRESETS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
-        n_envs=16, n_steps=32, total_steps=200_000, learning_rate=1e-2, n_epochs=8,
+        n_envs=16, n_steps=32, total_steps=200_000, learning_rate=7e-3, n_epochs=8,
         minibatch_size=512, gamma=0.99, gae_lambda=0.9, ent_coef=0.0,
     ),
     "LunarLander-v3": dict(
-        n_envs=16, n_steps=256, total_steps=1_000_000, learning_rate=1e-3, n_epochs=4,
-        minibatch_size=1024, gamma=0.999, gae_lambda=0.98, ent_coef=0.01,
+        n_envs=16, n_steps=256, total_steps=1_200_000, learning_rate=1e-3, n_epochs=8,
+        minibatch_size=256, gamma=0.999, gae_lambda=0.98, ent_coef=0.01,
     ),
 }
 
