@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import TINY, cli_env
-from ppolab.config import field_help
+from ppolab.config import field_help, preset
 from ppolab.metrics import EPISODE_COLUMNS, METRIC_COLUMNS
 
 DIAGNOSTICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_logr", "clip_fraction",
@@ -95,7 +95,7 @@ def test_config_yaml_has_env_algo_and_overrides(trained):
     assert config["stop_when_solved"] is False
     assert set(field_help()) <= set(config)
     # the CartPole preset still supplies what was not overridden
-    assert config["learning_rate"] == pytest.approx(1e-2)
+    assert config["learning_rate"] == pytest.approx(preset("CartPole-v1").learning_rate)
     # and the file is reusable as --config (PPOConfig accepts it)
     from ppolab.config import PPOConfig, load_config_file
 
@@ -117,7 +117,8 @@ def test_metrics_csv_one_finite_row_per_update(trained):
         assert 0.0 <= float(row["clip_fraction"]) <= 1.0
         assert float(row["grad_norm"]) >= 0 and float(row["sps"]) > 0
     rates = [float(r["learning_rate"]) for r in rows]
-    assert rates[0] == pytest.approx(1e-2) and rates == sorted(rates, reverse=True)  # annealed
+    assert rates[0] == pytest.approx(preset("CartPole-v1").learning_rate)
+    assert rates == sorted(rates, reverse=True)  # annealed
 
 
 def test_episodes_csv_rows_match_the_summary(trained):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,7 @@ class MetricsWriter:
             self._metrics.writeheader()
         if self._episodes_file.tell() == 0:
             self._episodes.writerow(EPISODE_COLUMNS)
-        self._tb = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(run_dir / "tensorboard"), flush_secs=10)
+        self._tb = TensorBoardScalars(run_dir / "tensorboard") if tensorboard else None
         self.episode_count = 0
 
     def episodes(self, episodes: list[Episode], wall_seconds: float) -> None:
@@ -46,17 +43,15 @@ class MetricsWriter:
             self.episode_count += 1
             self._episodes.writerow((self.episode_count, ep.end_step, f"{wall_seconds:.3f}", ep.ret, ep.length))
             if self._tb is not None:
-                self._tb.add_scalar("episode/return", ep.ret, ep.end_step)
-                self._tb.add_scalar("episode/length", ep.length, ep.end_step)
+                self._tb.write(ep.end_step, {"episode/return": ep.ret, "episode/length": ep.length})
 
     def update(self, row: dict[str, Any]) -> None:
         self._metrics.writerow(row)
         if self._tb is not None:
-            step = row["global_step"]
-            for key in METRIC_COLUMNS[2:]:
-                value = row.get(key)
-                if value is not None and value == value:
-                    self._tb.add_scalar(f"train/{key}", value, step)
+            self._tb.write(row["global_step"], {
+                f"train/{key}": row[key] for key in METRIC_COLUMNS[2:]
+                if row.get(key) is not None and row[key] == row[key]
+            })
 
     def flush(self) -> None:
         self._metrics_file.flush()
@@ -70,3 +65,29 @@ class MetricsWriter:
         self._episodes_file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+class TensorBoardScalars:
+    """Scalars to a TensorBoard event file, all of one step in one event.
+
+    ``SummaryWriter.add_scalar`` builds one event per scalar; at 20 scalars per update that
+    cost half a second of a five-second CartPole run. Same file format, same tags.
+    """
+
+    def __init__(self, log_dir: Path) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._event, self._summary = Event, Summary
+        self._writer = EventFileWriter(str(log_dir), flush_secs=10)
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        values = [self._summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]
+        self._writer.add_event(self._event(summary=self._summary(value=values), step=step, wall_time=time.time()))
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
