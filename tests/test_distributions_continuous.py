@@ -1,0 +1,90 @@
+"""Diagonal Gaussian, tanh-squashed Gaussian and MultiDiscrete distributions against closed forms
+and torch.distributions as an oracle."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributions import Categorical, Independent, Normal, TransformedDistribution, kl_divergence
+from torch.distributions.transforms import TanhTransform
+
+from ppolab import distributions as D
+
+G = torch.Generator().manual_seed(0)
+
+
+def randn(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=G, dtype=torch.float64)
+
+
+def oracle(mean: torch.Tensor, log_std: torch.Tensor) -> Independent:
+    return Independent(Normal(mean, log_std.exp()), 1)
+
+
+def test_gaussian_log_prob_closed_form_one_dimension():
+    # N(1; 0, 2^2): -1/8 - log 2 - log sqrt(2 pi)
+    value = D.gaussian_log_prob(torch.tensor([[0.0]]), torch.tensor([[math.log(2.0)]]), torch.tensor([[1.0]]))
+    assert math.isclose(value.item(), -0.125 - math.log(2.0) - 0.5 * math.log(2 * math.pi), rel_tol=1e-6)
+
+
+def test_gaussian_log_prob_entropy_kl_match_torch():
+    mean, log_std, actions = randn(5, 3, 4), 0.5 * randn(5, 3, 4), randn(5, 3, 4)
+    assert torch.allclose(D.gaussian_log_prob(mean, log_std, actions), oracle(mean, log_std).log_prob(actions))
+    assert torch.allclose(D.gaussian_entropy(log_std), oracle(mean, log_std).entropy())
+    mean_q, log_std_q = randn(5, 3, 4), 0.5 * randn(5, 3, 4)
+    exact = kl_divergence(oracle(mean, log_std), oracle(mean_q, log_std_q))
+    assert torch.allclose(D.gaussian_kl(mean, log_std, mean_q, log_std_q), exact)
+    assert torch.allclose(D.gaussian_kl(mean, log_std, mean, log_std), torch.zeros(5, 3, dtype=torch.float64))
+
+
+def test_gaussian_entropy_closed_form():
+    # one dimension with sigma = 1: 0.5 log(2 pi e)
+    assert math.isclose(D.gaussian_entropy(torch.zeros(1, 1)).item(), 0.5 * math.log(2 * math.pi * math.e), rel_tol=1e-6)
+
+
+def test_gaussian_sample_moments_and_seeding():
+    mean = torch.tensor([1.0, -2.0], dtype=torch.float64).expand(200_000, 2)
+    log_std = torch.tensor([0.0, math.log(0.5)], dtype=torch.float64).expand(200_000, 2)
+    draws = D.gaussian_sample(mean, log_std, torch.Generator().manual_seed(3))
+    assert torch.allclose(draws.mean(0), torch.tensor([1.0, -2.0], dtype=torch.float64), atol=0.01)
+    assert torch.allclose(draws.std(0), torch.tensor([1.0, 0.5], dtype=torch.float64), atol=0.01)
+    again = D.gaussian_sample(mean, log_std, torch.Generator().manual_seed(3))
+    assert torch.equal(again, draws)
+    other = D.gaussian_sample(mean, log_std, torch.Generator().manual_seed(4))
+    assert not torch.equal(other, draws)
+
+
+def test_squashed_log_prob_matches_numerical_change_of_variables():
+    mean, log_std, u = randn(50, 3), 0.3 * randn(50, 3), 2.0 * randn(50, 3)
+    h = 1e-6
+    dtanh = (torch.tanh(u + h) - torch.tanh(u - h)) / (2 * h)  # numerical d tanh / du
+    expected = D.gaussian_log_prob(mean, log_std, u) - torch.log(dtanh).sum(-1)
+    assert torch.allclose(D.squashed_gaussian_log_prob(mean, log_std, u), expected, atol=1e-6)
+
+
+def test_squashed_log_prob_matches_torch_and_is_stable_far_out():
+    mean, log_std, u = randn(20, 2), 0.3 * randn(20, 2), randn(20, 2)
+    squashed = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform()])
+    expected = squashed.log_prob(torch.tanh(u)).sum(-1)
+    assert torch.allclose(D.squashed_gaussian_log_prob(mean, log_std, u), expected, atol=1e-8)
+    # at u = 30, tanh(u) == 1 in floating point; the stable form stays finite (about -2 * 30 * 2)
+    far = D.tanh_log_det_jacobian(torch.tensor([[30.0, -30.0]], dtype=torch.float64))
+    assert torch.isfinite(far).all()
+    assert math.isclose(far.item(), 2 * 2 * (math.log(2.0) - 30.0), rel_tol=1e-9)
+
+
+def test_multidiscrete_matches_product_of_categoricals():
+    nvec = (3, 2, 4)
+    logits = randn(6, 5, sum(nvec))
+    actions = torch.stack([torch.randint(0, n, (6, 5), generator=G) for n in nvec], dim=-1)
+    lps = D.multi_log_softmax(logits, nvec)
+    parts = [Categorical(logits=p) for p in logits.split(list(nvec), dim=-1)]
+    expected_lp = sum(c.log_prob(actions[..., k]) for k, c in enumerate(parts))
+    expected_h = sum(c.entropy() for c in parts)
+    assert torch.allclose(D.multi_log_prob(lps, actions), expected_lp)
+    assert torch.allclose(D.multi_entropy(lps), expected_h)
+    draws = D.multi_sample(lps, torch.Generator().manual_seed(0))
+    assert draws.shape == (6, 5, 3)
+    for k, n in enumerate(nvec):
+        assert int(draws[..., k].min()) >= 0 and int(draws[..., k].max()) < n
