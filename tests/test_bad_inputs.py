@@ -115,9 +115,19 @@ def test_existing_run_directory_is_refused_and_untouched(tmp_path, capsys):
 
 
 def test_eval_episodes_must_be_positive(tmp_path, capsys):
-    status = cli.main(["eval", str(tmp_path), "--episodes", "0"])
-    assert status == 2
-    assert "--episodes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # rejected by the argument parser
+        cli.main(["eval", str(tmp_path), "--episodes", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--episodes" in err and "must be >= 1" in err
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "x"])
+def test_eval_seed_must_be_in_range(tmp_path, capsys, seed):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["eval", str(tmp_path), "--seed", seed])
+    assert exit_info.value.code == 2
+    assert "--seed" in capsys.readouterr().err
 
 
 def test_eval_of_a_file_that_is_not_a_model(tmp_path, capsys):

@@ -154,7 +154,10 @@ def test_parse_int():
 def test_parse_int_keeps_large_integers_exact():
     """A 64-bit seed given as a string must not be rounded through float."""
     assert parse_value("seed", "9007199254740993", int) == 9007199254740993  # 2**53 + 1
-    assert PPOConfig(seed="18446744073709551615").seed == 2**64 - 1
+    assert PPOConfig(seed="4294967295").seed == 2**32 - 1  # the largest seed NumPy accepts
+    with pytest.raises(ConfigError) as info:
+        PPOConfig(seed="4294967296")
+    assert "seed" in str(info.value) and "2**32 - 1" in str(info.value)
 
 
 def test_parse_float():

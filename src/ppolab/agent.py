@@ -14,7 +14,7 @@ from ppolab import distributions, modelfile
 from ppolab.algos.ppo import PPOUpdate
 from ppolab.config import PPOConfig, preset
 from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
-from ppolab.errors import ModelFileError
+from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Collector
 from ppolab.train import Reporter, TrainResult, seed_everything, train
@@ -37,6 +37,12 @@ class PPO:
         base = config if config is not None else preset(env if isinstance(env, str) else None)
         self.config = base.replace(**hyperparameters) if hyperparameters else base
         vec_env, info = make_vec_env(env, self.config.n_envs, self.config.vectorization)
+        if vec_env.num_envs != self.config.n_envs:  # a ready vector env decides N
+            try:
+                self.config = self.config.replace(n_envs=vec_env.num_envs)
+            except PPOLabError:
+                vec_env.close()
+                raise
         self._setup(info)
         self._attach_env(vec_env)
 
@@ -58,7 +64,7 @@ class PPO:
 
     def _attach_env(self, vec_env: Any) -> None:
         # A loaded agent continues with new episodes, not a replay of the first ones.
-        seed = self.config.seed + self.global_step
+        seed = (self.config.seed + self.global_step) % 2**32
         self.vec_env = vec_env
         self.collector = Collector(vec_env, self.env_info, self.policy, self.config.n_steps,
                                    seed, self.generator)
@@ -85,7 +91,7 @@ class PPO:
                                  "use PPO.load(path, env=...) to continue training")
         steps = self.config.total_steps if total_steps is None else int(total_steps)
         if steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {steps}")
+            raise ConfigError(f"invalid total_steps={steps}: must be an integer >= 1")
         return train(self, steps, reporter, callback)
 
     @torch.no_grad()
@@ -96,8 +102,8 @@ class PPO:
         if single:
             obs = obs.unsqueeze(0)
         if tuple(obs.shape[1:]) != self.env_info.obs_shape:
-            raise ValueError(f"observation shape {tuple(obs.shape)} does not match the model's "
-                             f"observation shape {self.env_info.obs_shape}")
+            raise EnvironmentSpecError(f"observation shape {tuple(obs.shape)} does not match the "
+                                       f"model's observation shape {self.env_info.obs_shape}")
         log_probs = distributions.log_softmax(self.policy.logits(obs))
         action = distributions.mode(log_probs) if deterministic else distributions.sample(log_probs)
         action = action.numpy() + self.env_info.action_start
@@ -113,6 +119,7 @@ class PPO:
             "optimizer": self.algorithm.optimizer.state_dict(),
             "counters": {"global_step": self.global_step, "updates": self.updates,
                          "episodes": self.episode_count},
+            "recent_episodes": {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths)},
         })
 
     @classmethod
@@ -143,15 +150,22 @@ class PPO:
         agent.global_step = int(counters.get("global_step", 0))
         agent.updates = int(counters.get("updates", 0))
         agent.episode_count = int(counters.get("episodes", 0))
+        recent = data.get("recent_episodes", {})
+        agent.recent_returns.extend(float(x) for x in recent.get("returns", []))
+        agent.recent_lengths.extend(int(x) for x in recent.get("lengths", []))
         if env is not None:
             vec_env, new_info = make_vec_env(env, config.n_envs, config.vectorization)
-            if (new_info.obs_shape, new_info.n_actions) != (info.obs_shape, info.n_actions):
+            old = (info.obs_shape, info.n_actions, info.action_start)
+            new = (new_info.obs_shape, new_info.n_actions, new_info.action_start)
+            if old != new or vec_env.num_envs != config.n_envs:
                 vec_env.close()
                 raise ModelFileError(
-                    f"{path} was trained on observations {info.obs_shape} and {info.n_actions} "
-                    f"actions; this env has {new_info.obs_shape} and {new_info.n_actions}"
+                    f"{path} was trained with {config.n_envs} envs of observations {old[0]} and "
+                    f"actions {old[2]}..{old[2] + old[1] - 1}; this env has {vec_env.num_envs} envs "
+                    f"of {new[0]} and {new[2]}..{new[2] + new[1] - 1}"
                 )
-            agent.generator.manual_seed(config.seed + agent.global_step)
+            agent.env_info = new_info
+            agent.generator.manual_seed((config.seed + agent.global_step) % 2**32)
             agent._attach_env(vec_env)
         return agent
 

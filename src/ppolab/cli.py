@@ -26,6 +26,26 @@ def _hyperparameter_epilog() -> str:
     return "\n".join(lines)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32 - 1], got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppolab",
@@ -59,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the mean and standard deviation of the episode returns.",
     )
     ev.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a model.pt file")
-    ev.add_argument("--episodes", type=int, default=10, help="episodes to run (default: 10)")
+    ev.add_argument("--episodes", type=_positive_int, default=10, help="episodes to run (default: 10)")
     ev.add_argument("--deterministic", action="store_true",
                     help="take the most likely action instead of sampling from the policy")
-    ev.add_argument("--seed", type=int, default=1_000_000, help="seed of the first episode (default: 1000000)")
+    ev.add_argument("--seed", type=_seed, default=1_000_000, help="seed of the first episode (default: 1000000)")
     ev.add_argument("--video", metavar="FILE", help="record the episodes to FILE (.gif, or .mp4 with ppolab[video])")
     return parser
 
@@ -93,7 +113,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     agent = PPO(env_id, config=config)  # validates the environment and its spaces
     reporter = RunReporter(run_dir, Progress(f"PPO {env_id}", quiet=args.quiet),
                            tensorboard=not args.no_tensorboard)
-    reporter.create(agent)
+    try:
+        reporter.create(agent)
+    except BaseException:
+        agent.close()
+        raise
     if not args.quiet:
         print(f"training PPO on {env_id} (seed {config.seed}, {config.total_steps:,} steps) -> {run_dir}",
               file=sys.stderr)
@@ -123,9 +147,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ppolab.agent import PPO
     from ppolab.evaluation import evaluate
 
-    if args.episodes < 1:
-        print(f"ppolab: error: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
-        return 2
     agent = PPO.load(args.run_dir)
     result = evaluate(agent, episodes=args.episodes, deterministic=args.deterministic,
                       seed=args.seed, video=args.video)

@@ -103,7 +103,7 @@ class PPOConfig:
         _check(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
                "hidden_sizes", c.hidden_sizes, "one or more layer widths >= 1, e.g. 64,64")
         _check(c.activation in ACTIVATIONS, "activation", c.activation, " | ".join(ACTIVATIONS))
-        _check(c.seed >= 0, "seed", c.seed, "an integer >= 0")
+        _check(0 <= c.seed < 2**32, "seed", c.seed, "an integer in [0, 2**32 - 1]")
         _check(c.reward_threshold is None or math.isfinite(c.reward_threshold),
                "reward_threshold", c.reward_threshold, "a finite number, or none")
         _check(c.rolling_window >= 1, "rolling_window", c.rolling_window, "an integer >= 1")
@@ -113,11 +113,6 @@ class PPOConfig:
     def batch_size(self) -> int:
         """Transitions per rollout, T * N (a few of them are autoreset steps, not trained on)."""
         return self.n_envs * self.n_steps
-
-    @property
-    def n_updates(self) -> int:
-        """Rollout-and-update iterations in ``total_steps`` (the learning-rate schedule's length)."""
-        return max(1, self.total_steps // self.batch_size)
 
     def replace(self, **changes: Any) -> PPOConfig:
         """A copy with ``changes`` applied (unknown keys are an error), validated again."""

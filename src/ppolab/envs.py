@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from ppolab.errors import EnvironmentSpecError, closest
+from ppolab.errors import EnvironmentSpecError, PPOLabError, closest
 
 # Ids that older material uses and Gymnasium 1.x renamed.
 RENAMED_IDS = {
@@ -72,9 +72,10 @@ def _import_attr(path: str) -> Callable[[], gym.Env]:
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except Exception as exc:  # ImportError, or whatever the module raises while importing
         raise EnvironmentSpecError(
-            f"cannot import module '{module_name}' for environment '{path}': {exc}"
+            f"cannot import module '{module_name}' for environment '{path}' "
+            f"({type(exc).__name__}: {exc})"
         ) from None
     target = getattr(module, attr, None)
     if target is None or not callable(target):
@@ -108,6 +109,8 @@ def make_vec_env(
     threshold = None
     if isinstance(source, gym.vector.VectorEnv):
         vec_env, name = source, type(source.unwrapped).__name__
+        if source.spec is not None:  # gym.make_vec sets it
+            name, threshold = source.spec.id, source.spec.reward_threshold
     elif isinstance(source, str) and ":" not in source:
         name = resolve_env_id(source)
         spec = _spec(name)
@@ -130,6 +133,10 @@ def make_vec_env(
         if isinstance(source, str):
             name, factory = source, _import_attr(source)
         elif isinstance(source, gym.Env):
+            if vectorization == "async":
+                raise EnvironmentSpecError(
+                    "async vectorization needs an env id or a factory, not an env instance"
+                )
             name = type(source.unwrapped).__name__
             factory = _copier(source, n_envs)
         elif callable(source):
@@ -139,7 +146,15 @@ def make_vec_env(
                 f"cannot make an environment from {type(source).__name__}; pass a Gymnasium id, "
                 "'module:Attr', an env instance, a factory, or a gymnasium.vector.VectorEnv"
             )
-        first = factory()
+        try:
+            first = factory()
+        except PPOLabError:
+            raise
+        except Exception as exc:
+            raise EnvironmentSpecError(
+                f"'{name}' failed to create an env ({type(exc).__name__}: {exc}); pass a class or "
+                "factory that can be called with no arguments"
+            ) from None
         if not isinstance(first, gym.Env):
             raise EnvironmentSpecError(f"'{name}' made a {type(first).__name__}, not a gymnasium.Env")
         if first.spec is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ppolab.envs import make_single_env
-from ppolab.errors import VideoError
+from ppolab.errors import ConfigError, VideoError
 
 if TYPE_CHECKING:
     from ppolab.agent import PPO
@@ -36,9 +37,11 @@ def evaluate(
     """Run ``episodes`` full episodes of ``agent`` on a fresh env (seeded ``seed``, ``seed + 1``,
     ...) and return their returns and lengths. ``video`` records them all to a .gif or .mp4 file."""
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise ConfigError(f"invalid episodes={episodes}: must be an integer >= 1")
+    if not 0 <= seed < 2**32 - episodes:
+        raise ConfigError(f"invalid seed={seed}: must be an integer in [0, 2**32 - episodes)")
     if video:
-        check_video_format(Path(video))
+        check_video_target(Path(video))
     env = make_single_env(env_id or agent.env_id, render_mode="rgb_array" if video else None)
     frames: list[np.ndarray] = []
     returns, lengths = [], []
@@ -79,8 +82,14 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
     imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
 
 
-def check_video_format(path: Path) -> None:
-    """Fail before any episode runs when ``path``'s format cannot be written here."""
+def check_video_target(path: Path) -> None:
+    """Fail before any episode runs when ``path`` cannot be written or its format needs a
+    package that is not installed."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise VideoError(f"cannot write video {path}: {parent} is not a writable directory")
     if path.suffix.lower() == ".gif":
         return
     try:

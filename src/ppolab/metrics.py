@@ -26,7 +26,7 @@ EPISODE_COLUMNS = ("episode", "global_step", "wall_seconds", "return", "length")
 class MetricsWriter:
     """Appends rows to ``metrics.csv`` / ``episodes.csv`` and scalars to TensorBoard."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, episodes_before: int = 0, tensorboard: bool = True) -> None:
         self._metrics_file = open(run_dir / "metrics.csv", "a", newline="")
         self._episodes_file = open(run_dir / "episodes.csv", "a", newline="")
         self._metrics = csv.DictWriter(self._metrics_file, METRIC_COLUMNS)
@@ -36,7 +36,7 @@ class MetricsWriter:
         if self._episodes_file.tell() == 0:
             self._episodes.writerow(EPISODE_COLUMNS)
         self._tb = TensorBoardScalars(run_dir / "tensorboard") if tensorboard else None
-        self.episode_count = 0
+        self.episode_count = episodes_before  # numbering continues across learn() calls
 
     def episodes(self, episodes: list[Episode], wall_seconds: float) -> None:
         for ep in episodes:

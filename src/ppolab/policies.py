@@ -59,7 +59,9 @@ class ActorCritic(nn.Module):
         self._value_head = (self.value_head.weight, self.value_head.bias)
 
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.flatten(-self.obs_ndim) if self.obs_ndim != 1 else obs
+        if self.obs_ndim == 1:
+            return obs
+        return obs.unsqueeze(-1) if self.obs_ndim == 0 else obs.flatten(-self.obs_ndim)
 
     def _trunk(self, layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
         for weight, bias in layers:

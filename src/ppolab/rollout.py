@@ -119,8 +119,6 @@ class Collector:
     def reset(self, seed: int | None) -> None:
         """Start fresh episodes in every env (only at construction and on resume)."""
         obs, _ = self.env.reset(seed=seed)
-        if seed is not None:
-            self.env.action_space.seed(seed)
         self.obs = np.asarray(obs, dtype=np.float32)
         self.autoreset_next = np.zeros(self.n_envs, dtype=bool)  # last step ended an episode
         self.episode_return = np.zeros(self.n_envs)

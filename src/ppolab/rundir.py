@@ -50,7 +50,6 @@ class RunReporter:
     def __init__(self, run_dir: Path, progress: Progress, tensorboard: bool = True) -> None:
         self.run_dir, self.progress, self.tensorboard = run_dir, progress, tensorboard
         self.writer: MetricsWriter | None = None
-        self.agent: PPO | None = None
 
     def create(self, agent: PPO) -> None:
         check_can_create(self.run_dir)
@@ -59,8 +58,7 @@ class RunReporter:
         atomic_write(self.run_dir / "config.yaml", lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()))
 
     def on_start(self, agent: PPO, total_steps: int) -> None:
-        self.agent = agent
-        self.writer = MetricsWriter(self.run_dir, tensorboard=self.tensorboard)
+        self.writer = MetricsWriter(self.run_dir, agent.episode_count, tensorboard=self.tensorboard)
         self.progress.start(agent.global_step + total_steps, agent.global_step)
 
     def on_episodes(self, episodes: list[Episode]) -> None:

@@ -39,7 +39,14 @@ class Reporter(Protocol):
 
 @dataclass
 class TrainResult:
-    """How a call to ``learn`` went."""
+    """Where the agent stands after a call to ``learn``.
+
+    Counters (``total_steps``, ``updates``, ``episodes``) are the agent's, cumulative over
+    calls; ``wall_seconds`` and ``solved_at_seconds`` count from the start of the process;
+    ``solved`` means the rolling mean reached the threshold *during this call*.
+    ``final_mean_return_100`` and ``episode_returns`` cover the last ``rolling_window``
+    (default 100) episodes.
+    """
 
     total_steps: int
     updates: int
@@ -65,8 +72,10 @@ def train(
 ) -> TrainResult:
     """Train ``agent`` for ``total_steps`` more environment steps (rounded down to whole rollouts).
 
-    ``callback(row)`` is called after every update with the diagnostics; returning ``False``
-    stops training. Counters (steps, updates, episodes) continue across calls.
+    The learning rate anneals over this call's ``total_steps`` (as in SB3, each call is one
+    schedule). ``callback(row)`` is called after every update with the diagnostics; returning
+    ``False`` stops training. Counters (steps, updates, episodes) and the rolling window of
+    episode returns continue across calls.
     """
     cfg = agent.config
     batch_size = cfg.batch_size
@@ -74,11 +83,10 @@ def train(
     threshold = agent.reward_threshold
     window = agent.recent_returns
     lengths = agent.recent_lengths
-    started = time.perf_counter()
-    last_time, last_step = started, agent.global_step
     solved_at_step = solved_at_seconds = None
     if reporter:
         reporter.on_start(agent, n_updates * batch_size)
+    last_time, last_step = time.perf_counter(), agent.global_step
 
     for k in range(n_updates):
         lr = cfg.learning_rate * (1.0 - k / n_updates) if cfg.anneal_lr else cfg.learning_rate
@@ -102,6 +110,8 @@ def train(
         )
         returns = adv_lib.value_targets(advantages, rollout.values)
         batch = to_batch(rollout, advantages, returns)
+        if len(batch) == 0:  # every step was an autoreset step (possible with n_steps=1)
+            continue
         try:
             stats = agent.algorithm.update(batch, lr, agent.generator)
         except TrainingDivergedError as exc:
