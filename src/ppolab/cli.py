@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("env_id", metavar="ENV_ID",
                        help="a Gymnasium id (e.g. CartPole-v1) or module:Attr naming an env class or factory")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
-    train.add_argument("--steps", type=int, help="environment steps to train for (default: the preset's total_steps)")
+    train.add_argument("--steps", metavar="N",
+                       help="environment steps to train for, e.g. 200000 or 2e5 (default: the preset's total_steps)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override one hyperparameter; repeatable (see the list below)")
     train.add_argument("--config", metavar="FILE", help="YAML or JSON file of hyperparameters")
