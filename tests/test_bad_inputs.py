@@ -91,12 +91,17 @@ def test_bad_train_input_is_refused_before_writing(tmp_path, capsys, args, expec
         assert not (tmp_path / "runs").exists()
 
 
-def test_argparse_errors_exit_2(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        cli.main(["train", "CartPole-v1", "--steps", "abc", "--out", str(tmp_path / "runs")])
-    assert info.value.code == 2
-    assert "--steps" in capsys.readouterr().err
+def test_non_integer_steps_exit_2(tmp_path, capsys):
+    status = cli.main(["train", "CartPole-v1", "--steps", "abc", "--out", str(tmp_path / "runs")])
+    assert status == 2
+    assert "invalid --steps='abc': must be an integer" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_steps_accepts_scientific_notation(tmp_path):
+    from ppolab.config import parse_value
+
+    assert parse_value("--steps", "2e5", int) == 200_000
 
 
 def test_existing_run_directory_is_refused_and_untouched(tmp_path, capsys):

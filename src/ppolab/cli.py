@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ppolab.agent import PPO
-    from ppolab.config import load_config_file, parse_assignments, preset
+    from ppolab.config import load_config_file, parse_assignments, parse_value, preset
     from ppolab.envs import resolve_env_id
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter, check_can_create
@@ -103,7 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.steps is not None:
-        overrides["total_steps"] = args.steps
+        overrides["total_steps"] = parse_value("--steps", args.steps, int)
     if args.no_early_stop:
         overrides["stop_when_solved"] = False
     config = preset(env_id).replace(**overrides)  # validates every field
