@@ -51,12 +51,70 @@ class DiscreteObsEnv(_BoxObsDiscreteActions):
         self.observation_space = spaces.Discrete(5)
 
 
-class BoxActionEnv(_BoxObsDiscreteActions):
-    """Continuous (Box) actions: ppolab must refuse it (it supports Discrete only)."""
+class TupleActionEnv(_BoxObsDiscreteActions):
+    """Tuple actions: ppolab must refuse it (Discrete, MultiDiscrete and Box only)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3)))
+
+
+# --------------------------------------------------------------------------- trivially learnable
+
+
+class TargetBoxEnv(gym.Env):
+    """Box actions: the observation is a target point in [-1, 1]^2, the reward -||a - target||^2.
+    Episodes last 8 steps (truncated). Optimal return 0; a random policy gets about -8 * 2.7."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Box(-2.0, 2.0, shape=(2,), dtype=np.float32)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._t = 0
+        self._target = self.np_random.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        return self._target.copy(), {}
+
+    def step(self, action):
+        reward = -float(np.sum((np.asarray(action) - self._target) ** 2))
+        self._t += 1
+        self._target = self.np_random.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        return self._target.copy(), reward, False, self._t >= 8, {}
+
+
+class MatchMultiDiscreteEnv(gym.Env):
+    """MultiDiscrete([3, 4]) actions: the observation one-hot encodes a target per component; the
+    reward is the number of components matched (0..2). Episodes last 8 steps. Optimal return 16,
+    random about 8 * (1/3 + 1/4) = 4.7."""
+
+    metadata = {"render_modes": []}
+    NVEC = (3, 4)
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(sum(self.NVEC),), dtype=np.float32)
+        self.action_space = spaces.MultiDiscrete(self.NVEC)
+        self._t = 0
+
+    def _observe(self) -> np.ndarray:
+        self._target = [int(self.np_random.integers(n)) for n in self.NVEC]
+        obs = np.zeros(sum(self.NVEC), dtype=np.float32)
+        obs[self._target[0]] = 1.0
+        obs[self.NVEC[0] + self._target[1]] = 1.0
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        reward = float(sum(int(a) == t for a, t in zip(action, self._target)))
+        self._t += 1
+        return self._observe(), reward, False, self._t >= 8, {}
 
 
 # --------------------------------------------------------------------------- divergence

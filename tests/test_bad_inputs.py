@@ -27,7 +27,7 @@ CASES = [
     ("unknown-version", ["LunarLander-v9"], ["LunarLander-v9", "LunarLander-v3"]),
     ("dict-obs", ["envs_for_tests:DictObsEnv"], ["observation space", "Dict", "Box"]),
     ("discrete-obs", ["envs_for_tests:DiscreteObsEnv"], ["observation space", "Discrete(5)", "Box"]),
-    ("box-actions", ["envs_for_tests:BoxActionEnv"], ["action space", "Box", "Discrete"]),
+    ("tuple-actions", ["envs_for_tests:TupleActionEnv"], ["action space", "Tuple", "Discrete", "Box"]),
     ("missing-attr", ["envs_for_tests:NoSuchEnv"], ["NoSuchEnv", "envs_for_tests"]),
     ("missing-module", ["no_such_module_for_ppolab_tests:Env"], ["cannot import module",
                                                                  "no_such_module_for_ppolab_tests"]),
@@ -214,11 +214,11 @@ def test_eval_of_a_model_trained_on_an_unnamed_env(tmp_path, capsys, kind):
 SUBPROCESS_CASES = [
     (["CartPol-v1"], "CartPole-v1"),
     (["CartPole-v1", "--set", "gamma=1.5"], "gamma"),
-    (["envs_for_tests:BoxActionEnv"], "Discrete"),
+    (["envs_for_tests:TupleActionEnv"], "Discrete"),
 ]
 
 
-@pytest.mark.parametrize("args, expected", SUBPROCESS_CASES, ids=["unknown-env", "gamma", "box-actions"])
+@pytest.mark.parametrize("args, expected", SUBPROCESS_CASES, ids=["unknown-env", "gamma", "tuple-actions"])
 def test_bad_input_in_a_subprocess(run_cli, tmp_path, args, expected):
     out = tmp_path / "runs"
     proc = run_cli(["train", *args, "--out", out, *FAST])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ppolab import distributions, modelfile
+from ppolab import modelfile
+from ppolab.action_spaces import PolicyDistribution
 from ppolab.algos.ppo import PPOUpdate
 from ppolab.config import PPOConfig, preset
 from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
@@ -36,7 +36,8 @@ class PPO:
             env = resolve_env_id(env)
         base = config if config is not None else preset(env if isinstance(env, str) else None)
         self.config = base.replace(**hyperparameters) if hyperparameters else base
-        vec_env, info = make_vec_env(env, self.config.n_envs, self.config.vectorization)
+        vec_env, info = make_vec_env(env, self.config.n_envs, self.config.vectorization,
+                                     self.config.squash_actions)
         if vec_env.num_envs != self.config.n_envs:  # a ready vector env decides N
             try:
                 self.config = self.config.replace(n_envs=vec_env.num_envs)
@@ -51,8 +52,9 @@ class PPO:
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         self.env_info = info
-        self.policy = ActorCritic(info.obs_shape, info.n_actions, cfg)
+        self.policy = ActorCritic(info.obs_shape, info.action, cfg)
         self.algorithm = PPOUpdate(self.policy, cfg)
+        self.distribution = PolicyDistribution(info.action)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.global_step = 0
         self.updates = 0
@@ -104,9 +106,12 @@ class PPO:
         if tuple(obs.shape[1:]) != self.env_info.obs_shape:
             raise EnvironmentSpecError(f"observation shape {tuple(obs.shape)} does not match the "
                                        f"model's observation shape {self.env_info.obs_shape}")
-        log_probs = distributions.log_softmax(self.policy.logits(obs))
-        action = distributions.mode(log_probs) if deterministic else distributions.sample(log_probs)
-        action = action.numpy() + self.env_info.action_start
+        head = self.policy.logits(obs)
+        if deterministic:
+            action = self.distribution.mode(head)
+        else:
+            action, _ = self.distribution.sample(head, self.policy.log_std)
+        action = self.distribution.to_env(action)
         return action[0] if single else action
 
     def save(self, path: str | Path) -> Path:
@@ -114,7 +119,7 @@ class PPO:
         return modelfile.save(path, {
             "algo": self.algo,
             "config": self.config.to_dict(),
-            "env": dataclasses.asdict(self.env_info),
+            "env": self.env_info.to_dict(),
             "policy": self.policy.state_dict(),
             "optimizer": self.algorithm.optimizer.state_dict(),
             "counters": {"global_step": self.global_step, "updates": self.updates,
@@ -133,9 +138,7 @@ class PPO:
             raise ModelFileError(f"{path} holds a '{data.get('algo')}' model, not '{cls.algo}'")
         try:
             config = PPOConfig.from_dict(data["config"])
-            env_fields = dict(data["env"])
-            env_fields["obs_shape"] = tuple(env_fields["obs_shape"])
-            info = EnvInfo(**env_fields)
+            info = EnvInfo.from_dict(data["env"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: malformed model file ({exc})") from None
         agent = cls.__new__(cls)
@@ -154,15 +157,15 @@ class PPO:
         agent.recent_returns.extend(float(x) for x in recent.get("returns", []))
         agent.recent_lengths.extend(int(x) for x in recent.get("lengths", []))
         if env is not None:
-            vec_env, new_info = make_vec_env(env, config.n_envs, config.vectorization)
-            old = (info.obs_shape, info.n_actions, info.action_start)
-            new = (new_info.obs_shape, new_info.n_actions, new_info.action_start)
-            if old != new or vec_env.num_envs != config.n_envs:
+            vec_env, new_info = make_vec_env(env, config.n_envs, config.vectorization,
+                                             config.squash_actions)
+            old = (config.n_envs, info.obs_shape, info.action)
+            new = (vec_env.num_envs, new_info.obs_shape, new_info.action)
+            if old != new:
                 vec_env.close()
                 raise ModelFileError(
-                    f"{path} was trained with {config.n_envs} envs of observations {old[0]} and "
-                    f"actions {old[2]}..{old[2] + old[1] - 1}; this env has {vec_env.num_envs} envs "
-                    f"of {new[0]} and {new[2]}..{new[2] + new[1] - 1}"
+                    f"{path} was trained with {old[0]} envs, observations {old[1]} and actions "
+                    f"{old[2]}; this env has {new[0]} envs, observations {new[1]} and actions {new[2]}"
                 )
             agent.env_info = new_info
             agent.generator.manual_seed((config.seed + agent.global_step) % 2**32)

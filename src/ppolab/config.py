@@ -63,6 +63,10 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = _f((64, 64), "hidden layer widths, e.g. 64,64")
     activation: str = _f("tanh", "hidden activation: tanh | relu")
     shared_trunk: bool = _f(False, "one trunk for actor and critic instead of two")
+    log_std_init: float = _f(0.0, "Box actions: initial log standard deviation of the Gaussian policy")
+    squash_actions: bool = _f(
+        False, "Box actions: tanh-squash samples into the bounds instead of clipping them"
+    )
     # --- run control
     seed: int = _f(0, "seed for torch, numpy, action sampling and the environments")
     reward_threshold: float | None = _f(
@@ -103,6 +107,7 @@ class PPOConfig:
         _check(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
                "hidden_sizes", c.hidden_sizes, "one or more layer widths >= 1, e.g. 64,64")
         _check(c.activation in ACTIVATIONS, "activation", c.activation, " | ".join(ACTIVATIONS))
+        _check(math.isfinite(c.log_std_init), "log_std_init", c.log_std_init, "a finite number")
         _check(0 <= c.seed < 2**32, "seed", c.seed, "an integer in [0, 2**32 - 1]")
         _check(c.reward_threshold is None or math.isfinite(c.reward_threshold),
                "reward_threshold", c.reward_threshold, "a finite number, or none")

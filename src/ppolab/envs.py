@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import importlib
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from ppolab.action_spaces import ActionSpec
 from ppolab.errors import EnvironmentSpecError, PPOLabError, closest
 
 # Ids that older material uses and Gymnasium 1.x renamed.
@@ -37,9 +39,27 @@ class EnvInfo:
 
     env_id: str  # a registered id, "module:Attr", or a description of the user's object
     obs_shape: tuple[int, ...]
-    n_actions: int
-    action_start: int  # Discrete(n, start=s): actions are s .. s+n-1
+    action: ActionSpec
     reward_threshold: float | None
+
+    @property
+    def n_actions(self) -> int:
+        """Discrete(n): n."""
+        return self.action.nvec[0]
+
+    @property
+    def action_start(self) -> int:
+        """Discrete(n, start=s): actions are s .. s+n-1."""
+        return self.action.start[0]
+
+    def to_dict(self) -> dict:
+        return {"env_id": self.env_id, "obs_shape": list(self.obs_shape),
+                "action": dataclasses.asdict(self.action), "reward_threshold": self.reward_threshold}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EnvInfo:
+        return cls(data["env_id"], tuple(data["obs_shape"]), ActionSpec(**data["action"]),
+                   data["reward_threshold"])
 
 
 def resolve_env_id(env_id: str) -> str:
@@ -92,14 +112,11 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, where: s
             f"{where}: unsupported observation space {observation_space}; ppolab supports Box "
             "observations (wrap others, e.g. gymnasium.wrappers.FlattenObservation)"
         )
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise EnvironmentSpecError(
-            f"{where}: unsupported action space {action_space}; ppolab supports Discrete actions"
-        )
+    ActionSpec.from_space(action_space, where=where)
 
 
 def make_vec_env(
-    source: EnvSource, n_envs: int, vectorization: str = "auto"
+    source: EnvSource, n_envs: int, vectorization: str = "auto", squash_actions: bool = False
 ) -> tuple[gym.vector.VectorEnv, EnvInfo]:
     """A next-step-autoreset vector env of ``n_envs`` copies of ``source``, and its :class:`EnvInfo`.
 
@@ -178,12 +195,15 @@ def make_vec_env(
             f"{where}: vector env uses autoreset mode {mode}; ppolab needs AutoresetMode.NEXT_STEP "
             "(the Gymnasium 1.x default)"
         )
-    action_space = vec_env.single_action_space
+    try:
+        action = ActionSpec.from_space(vec_env.single_action_space, squash_actions, where)
+    except EnvironmentSpecError:
+        vec_env.close()
+        raise
     info = EnvInfo(
         env_id=name,
         obs_shape=tuple(int(d) for d in vec_env.single_observation_space.shape),
-        n_actions=int(action_space.n),
-        action_start=int(action_space.start),
+        action=action,
         reward_threshold=None if threshold is None else float(threshold),
     )
     return vec_env, info

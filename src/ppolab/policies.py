@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ppolab.action_spaces import ActionSpec
 from ppolab.config import PPOConfig
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -32,15 +33,20 @@ def _mlp(n_in: int, hidden: tuple[int, ...], activation: str) -> nn.Sequential:
 
 
 class ActorCritic(nn.Module):
-    """Maps observations ``[..., *obs_shape]`` to action logits ``[..., A]`` and values ``[...]``.
+    """Maps observations ``[..., *obs_shape]`` to the policy head ``[..., H]`` (logits, or
+    Gaussian means for Box actions, see :mod:`ppolab.action_spaces`) and values ``[...]``.
 
     Hidden layers get gain sqrt(2), the policy head 0.01 (so the initial policy is near uniform)
     and the value head 1.0. With ``shared_trunk`` both heads read one trunk; otherwise the actor
     and the critic are separate networks (the default, as in the PPO paper's MuJoCo setup).
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, config: PPOConfig) -> None:
+    def __init__(self, obs_shape: tuple[int, ...], action: ActionSpec | int, config: PPOConfig) -> None:
         super().__init__()
+        if isinstance(action, int):  # n logits for Discrete(n)
+            action = ActionSpec("discrete", nvec=(action,), start=(0,))
+        self.action = action
+        n_actions = action.head_dim
         n_in = math.prod(obs_shape)
         self.obs_ndim = len(obs_shape)
         hidden, act = config.hidden_sizes, config.activation
@@ -48,6 +54,9 @@ class ActorCritic(nn.Module):
         self.critic_trunk = None if config.shared_trunk else _mlp(n_in, hidden, act)
         self.policy_head = _layer(hidden[-1], n_actions, 0.01)
         self.value_head = _layer(hidden[-1], 1, 1.0)
+        # Box actions: a state-independent log standard deviation, learned (PPO paper, sec. 6.1)
+        self.log_std = (nn.Parameter(torch.full((n_actions,), float(config.log_std_init)))
+                        if action.kind == "box" else None)
 
         self._act = _ACTIVATION_FNS[act]
         # Plain references to the parameters: calling the functions directly skips the

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppolab import distributions
+from ppolab.action_spaces import PolicyDistribution
 from ppolab.envs import EnvInfo
 from ppolab.policies import ActorCritic
 
@@ -30,7 +30,7 @@ class Rollout:
     """T steps of N envs. Every tensor is ``[T, N, ...]`` except ``last_values`` (``[N]``)."""
 
     observations: torch.Tensor  # s_t
-    actions: torch.Tensor  # a_t (0-based action indices)
+    actions: torch.Tensor  # a_t as stored (see ppolab.action_spaces): [T, N, *action_shape]
     log_probs: torch.Tensor  # log pi_old(a_t|s_t)
     values: torch.Tensor  # V(s_t)
     rewards: torch.Tensor  # r_t
@@ -101,11 +101,12 @@ class Collector:
         seed: int, generator: torch.Generator,
     ) -> None:
         self.env, self.info, self.policy, self.generator = env, info, policy, generator
+        self.distribution = PolicyDistribution(info.action)
         self.n_envs, self.n_steps = env.num_envs, n_steps
         T, N = n_steps, self.n_envs
         self.rollout = Rollout(
             observations=torch.zeros(T, N, *info.obs_shape),
-            actions=torch.zeros(T, N, dtype=torch.long),
+            actions=torch.zeros(T, N, *info.action.shape, dtype=info.action.dtype),
             log_probs=torch.zeros(T, N),
             values=torch.zeros(T, N),
             rewards=torch.zeros(T, N),
@@ -128,23 +129,20 @@ class Collector:
     def collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
         """Run T steps in each of the N envs. ``global_step`` is the step count before the
         rollout; returns the rollout and the episodes that ended during it, in order."""
-        r, policy, gen = self.rollout, self.policy, self.generator
-        start = self.info.action_start
+        r, policy, gen, dist = self.rollout, self.policy, self.generator, self.distribution
         episodes: list[Episode] = []
         for t in range(self.n_steps):
             obs = torch.from_numpy(self.obs)
-            logits, value = policy(obs)
-            log_probs = distributions.log_softmax(logits)
-            action = distributions.sample(log_probs, gen)
+            head, value = policy(obs)
+            action, log_prob = dist.sample(head, policy.log_std, gen)
             r.observations[t] = obs
             r.actions[t] = action
-            r.log_probs[t] = distributions.log_prob(log_probs, action)
+            r.log_probs[t] = log_prob
             r.values[t] = value
             valid = ~self.autoreset_next
             r.valid[t] = torch.from_numpy(valid)
 
-            env_action = action.numpy() + start if start else action.numpy()
-            next_obs, reward, terminated, truncated, _ = self.env.step(env_action)
+            next_obs, reward, terminated, truncated, _ = self.env.step(dist.to_env(action))
             reward = np.asarray(reward, dtype=np.float64)
             terminated = np.asarray(terminated, dtype=bool)
             truncated = np.asarray(truncated, dtype=bool)

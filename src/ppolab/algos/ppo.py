@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from ppolab import distributions, losses
+from ppolab import losses
+from ppolab.action_spaces import PolicyDistribution
 from ppolab.config import PPOConfig
 from ppolab.errors import TrainingDivergedError
 from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
@@ -29,6 +30,7 @@ class PPOUpdate:
 
     def __init__(self, policy: ActorCritic, config: PPOConfig) -> None:
         self.policy, self.config = policy, config
+        self.distribution = PolicyDistribution(policy.action)
         self.params, self.grads = flatten_parameters(policy)
         self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=1e-5)
 
@@ -51,9 +53,8 @@ class PPOUpdate:
             shuffled = batch[torch.randperm(n, generator=generator)]  # minibatches are slices
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
-                logits, values = policy(mb.observations)
-                log_probs = distributions.log_softmax(logits)
-                new_logp = distributions.log_prob(log_probs, mb.actions)
+                head, values = policy(mb.observations)
+                new_logp, entropy = self.distribution.log_prob_entropy(head, policy.log_std, mb.actions)
                 advantages = mb.advantages
                 if c.normalize_advantages and hi - lo > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -64,7 +65,7 @@ class PPOUpdate:
                     break
                 pg_loss = losses.clipped_surrogate(new_logp, mb.log_probs, advantages, c.clip_coef)
                 v_loss = losses.value_loss(values, mb.values, mb.returns, vclip)
-                ent = distributions.entropy(log_probs).mean()
+                ent = entropy.mean()
                 loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * ent
 
                 opt.zero_grad()

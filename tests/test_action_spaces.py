@@ -1,0 +1,92 @@
+"""Action spaces: what the policy stores, what the env receives, and round trips through files."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ppolab import PPO
+from ppolab.action_spaces import ActionSpec, PolicyDistribution
+from ppolab.errors import EnvironmentSpecError
+
+
+def test_specs_from_spaces():
+    assert ActionSpec.from_space(gym.spaces.Discrete(3, start=1)) == ActionSpec("discrete", (3,), (1,))
+    multi = ActionSpec.from_space(gym.spaces.MultiDiscrete([3, 4]))
+    assert (multi.kind, multi.nvec, multi.head_dim, multi.shape) == ("multidiscrete", (3, 4), 7, (2,))
+    box = ActionSpec.from_space(gym.spaces.Box(-2.0, 1.0, shape=(3,)))
+    assert (box.kind, box.low, box.high, box.head_dim, box.shape) == ("box", (-2.0,) * 3, (1.0,) * 3, 3, (3,))
+    assert box.dtype == torch.float32 and multi.dtype == torch.long
+
+
+@pytest.mark.parametrize("space", [
+    gym.spaces.Box(-1.0, 1.0, shape=(2, 2)),
+    gym.spaces.Tuple((gym.spaces.Discrete(2),)),
+    gym.spaces.MultiBinary(3),
+])
+def test_unsupported_action_spaces_are_refused(space):
+    with pytest.raises(EnvironmentSpecError) as info:
+        ActionSpec.from_space(space)
+    assert "unsupported action space" in str(info.value) and "Box" in str(info.value)
+
+
+def test_squashing_needs_finite_bounds():
+    with pytest.raises(EnvironmentSpecError) as info:
+        ActionSpec.from_space(gym.spaces.Box(-np.inf, np.inf, shape=(2,)), squash=True)
+    assert "finite action bounds" in str(info.value)
+
+
+def test_box_actions_are_clipped_for_the_env_but_stored_unclipped():
+    dist = PolicyDistribution(ActionSpec.from_space(gym.spaces.Box(-1.0, 1.0, shape=(2,))))
+    mean, log_std = torch.tensor([[3.0, -3.0]]), torch.zeros(2)
+    action, logp = dist.sample(mean, log_std, torch.Generator().manual_seed(0))
+    assert np.all(np.abs(dist.to_env(action)) <= 1.0)
+    # the stored sample is the unclipped one, and its log-prob is the Gaussian's
+    expected = -0.5 * ((action - mean) ** 2).sum() - 2 * 0.5 * math.log(2 * math.pi)
+    assert torch.allclose(logp, expected.reshape(1), atol=1e-5)
+    again, _ = dist.log_prob_entropy(mean, log_std, action)
+    assert torch.allclose(again, logp)
+    assert dist.mode(mean).tolist() == [[3.0, -3.0]]
+
+
+def test_squashed_actions_map_into_the_bounds():
+    dist = PolicyDistribution(ActionSpec.from_space(gym.spaces.Box(0.0, 4.0, shape=(1,)), squash=True))
+    u = torch.tensor([[-50.0], [0.0], [50.0]])
+    assert dist.to_env(u).ravel().tolist() == pytest.approx([0.0, 2.0, 4.0])
+
+
+def test_multidiscrete_offsets_reach_the_env():
+    spec = ActionSpec.from_space(gym.spaces.MultiDiscrete([2, 3], start=[1, -1]))
+    dist = PolicyDistribution(spec)
+    assert dist.to_env(torch.tensor([[0, 0], [1, 2]])).tolist() == [[1, -1], [2, 1]]
+    head = torch.tensor([[0.0, 5.0, 5.0, 0.0, 0.0]])
+    assert dist.mode(head).tolist() == [[1, 0]]
+
+
+@pytest.mark.parametrize("env_id, squash", [
+    ("envs_for_tests:TargetBoxEnv", False),
+    ("envs_for_tests:TargetBoxEnv", True),
+    ("envs_for_tests:MatchMultiDiscreteEnv", False),
+])
+def test_save_load_predict_round_trip(tmp_path, env_id, squash):
+    agent = PPO(env_id, seed=0, n_envs=2, n_steps=32, minibatch_size=32, squash_actions=squash)
+    agent.learn(128)
+    path = agent.save(tmp_path / "model.pt")
+    loaded = PPO.load(path)
+    obs = np.stack([agent.vec_env.single_observation_space.sample() for _ in range(5)])
+    np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
+    space = agent.vec_env.single_action_space
+    assert all(space.contains(a.astype(space.dtype)) for a in loaded.predict(obs, deterministic=False))
+    agent.close()
+
+
+def test_gaussian_log_std_is_learned_and_initialized_from_config():
+    agent = PPO("envs_for_tests:TargetBoxEnv", seed=0, n_envs=2, n_steps=32, minibatch_size=32, log_std_init=-0.5)
+    assert torch.allclose(agent.policy.log_std, torch.full((2,), -0.5))
+    agent.learn(256)
+    assert not torch.allclose(agent.policy.log_std, torch.full((2,), -0.5))
+    agent.close()
