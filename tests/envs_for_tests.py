@@ -246,3 +246,20 @@ class ScriptedFactory:
         env = TimeLimit(ScriptedEpisodesEnv(offset=self.made), max_episode_steps=TIME_LIMIT)
         self.made += 1
         return env
+
+
+class ShiftedTargetBoxEnv(TargetBoxEnv):
+    """TargetBoxEnv observed through a badly scaled sensor (obs = 50 + 100 * target) and paid in
+    large rewards (x 100): learnable with observation and reward normalization."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(-50.0, 150.0, shape=(2,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        return 50.0 + 100.0 * obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return 50.0 + 100.0 * obs, 100.0 * reward, terminated, truncated, info

@@ -15,6 +15,7 @@ from ppolab.algos.ppo import PPOUpdate
 from ppolab.config import PPOConfig, preset
 from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
 from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
+from ppolab.normalize import ObservationNormalizer, RewardScaler
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Collector
 from ppolab.train import Reporter, TrainResult, seed_everything, train
@@ -61,6 +62,10 @@ class PPO:
         self.episode_count = 0
         self.recent_returns: deque[float] = deque(maxlen=cfg.rolling_window)
         self.recent_lengths: deque[int] = deque(maxlen=cfg.rolling_window)
+        self.obs_normalizer = (ObservationNormalizer(info.obs_shape, cfg.observation_clip)
+                               if cfg.normalize_observations else None)
+        self.reward_scaler = (RewardScaler(cfg.n_envs, cfg.gamma, cfg.reward_clip)
+                              if cfg.normalize_rewards else None)
         self.vec_env = None
         self.collector: Collector | None = None
 
@@ -69,7 +74,7 @@ class PPO:
         seed = (self.config.seed + self.global_step) % 2**32
         self.vec_env = vec_env
         self.collector = Collector(vec_env, self.env_info, self.policy, self.config.n_steps,
-                                   seed, self.generator)
+                                   seed, self.generator, self.obs_normalizer, self.reward_scaler)
 
     @property
     def env_id(self) -> str:
@@ -99,8 +104,12 @@ class PPO:
     @torch.no_grad()
     def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
         """The action(s) for one observation or a batch ``[B, *obs_shape]`` of them."""
-        obs = torch.as_tensor(np.asarray(observation, dtype=np.float32))
-        single = obs.shape == self.env_info.obs_shape
+        array = np.asarray(observation, dtype=np.float32)
+        single = array.shape == self.env_info.obs_shape
+        if self.obs_normalizer is not None:  # frozen statistics: evaluation does not change them
+            array = self.obs_normalizer(array[None] if single else array, update=False)
+            array = array[0] if single else array
+        obs = torch.as_tensor(array)
         if single:
             obs = obs.unsqueeze(0)
         if tuple(obs.shape[1:]) != self.env_info.obs_shape:
@@ -125,6 +134,10 @@ class PPO:
             "counters": {"global_step": self.global_step, "updates": self.updates,
                          "episodes": self.episode_count},
             "recent_episodes": {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths)},
+            "normalizers": {
+                "observations": None if self.obs_normalizer is None else self.obs_normalizer.stats.state_dict(),
+                "rewards": None if self.reward_scaler is None else self.reward_scaler.stats.state_dict(),
+            },
         })
 
     @classmethod
@@ -153,6 +166,14 @@ class PPO:
         agent.global_step = int(counters.get("global_step", 0))
         agent.updates = int(counters.get("updates", 0))
         agent.episode_count = int(counters.get("episodes", 0))
+        normalizers = data.get("normalizers", {})
+        try:
+            if agent.obs_normalizer is not None:
+                agent.obs_normalizer.stats.load_state_dict(normalizers["observations"])
+            if agent.reward_scaler is not None:
+                agent.reward_scaler.stats.load_state_dict(normalizers["rewards"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: normalizer statistics missing or malformed ({exc})") from None
         recent = data.get("recent_episodes", {})
         agent.recent_returns.extend(float(x) for x in recent.get("returns", []))
         agent.recent_lengths.extend(int(x) for x in recent.get("lengths", []))

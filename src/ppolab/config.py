@@ -44,6 +44,10 @@ class PPOConfig:
     gamma: float = _f(0.99, "discount factor gamma in [0, 1]")
     gae_lambda: float = _f(0.95, "GAE lambda in [0, 1] (0: TD(0) advantages, 1: Monte-Carlo)")
     normalize_advantages: bool = _f(True, "normalize advantages per minibatch")
+    normalize_observations: bool = _f(False, "running mean/std observation normalization (saved with the model)")
+    observation_clip: float = _f(10.0, "clip normalized observations to +-this, > 0")
+    normalize_rewards: bool = _f(False, "scale rewards by the running std of the discounted return")
+    reward_clip: float = _f(10.0, "clip scaled rewards to +-this, > 0")
     # --- optimization
     learning_rate: float = _f(2.5e-4, "Adam step size (eps=1e-5)")
     anneal_lr: bool = _f(True, "anneal the learning rate linearly to 0 over total_steps")
@@ -86,6 +90,8 @@ class PPOConfig:
                " | ".join(VECTORIZATION_MODES))
         _check(0.0 <= c.gamma <= 1.0, "gamma", c.gamma, "a number in [0, 1]")
         _check(0.0 <= c.gae_lambda <= 1.0, "gae_lambda", c.gae_lambda, "a number in [0, 1]")
+        _check(c.observation_clip > 0, "observation_clip", c.observation_clip, "a number > 0")
+        _check(c.reward_clip > 0, "reward_clip", c.reward_clip, "a number > 0")
         _check(c.learning_rate > 0 and math.isfinite(c.learning_rate), "learning_rate",
                c.learning_rate, "a finite number > 0")
         _check(c.n_epochs >= 1, "n_epochs", c.n_epochs, "an integer >= 1")

@@ -22,6 +22,7 @@ import torch
 
 from ppolab.action_spaces import PolicyDistribution
 from ppolab.envs import EnvInfo
+from ppolab.normalize import ObservationNormalizer, RewardScaler
 from ppolab.policies import ActorCritic
 
 
@@ -33,7 +34,7 @@ class Rollout:
     actions: torch.Tensor  # a_t as stored (see ppolab.action_spaces): [T, N, *action_shape]
     log_probs: torch.Tensor  # log pi_old(a_t|s_t)
     values: torch.Tensor  # V(s_t)
-    rewards: torch.Tensor  # r_t
+    rewards: torch.Tensor  # r_t (scaled when normalize_rewards is on)
     terminated: torch.Tensor  # s_{t+1} is terminal
     truncated: torch.Tensor  # the episode was cut after this step (time limit)
     valid: torch.Tensor  # False on autoreset steps (not transitions)
@@ -99,8 +100,10 @@ class Collector:
     def __init__(
         self, env: gym.vector.VectorEnv, info: EnvInfo, policy: ActorCritic, n_steps: int,
         seed: int, generator: torch.Generator,
+        obs_normalizer: ObservationNormalizer | None = None, reward_scaler: RewardScaler | None = None,
     ) -> None:
         self.env, self.info, self.policy, self.generator = env, info, policy, generator
+        self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
         self.distribution = PolicyDistribution(info.action)
         self.n_envs, self.n_steps = env.num_envs, n_steps
         T, N = n_steps, self.n_envs
@@ -120,7 +123,7 @@ class Collector:
     def reset(self, seed: int | None) -> None:
         """Start fresh episodes in every env (only at construction and on resume)."""
         obs, _ = self.env.reset(seed=seed)
-        self.obs = np.asarray(obs, dtype=np.float32)
+        self.obs = self._observe(obs)
         self.autoreset_next = np.zeros(self.n_envs, dtype=bool)  # last step ended an episode
         self.episode_return = np.zeros(self.n_envs)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
@@ -146,7 +149,9 @@ class Collector:
             reward = np.asarray(reward, dtype=np.float64)
             terminated = np.asarray(terminated, dtype=bool)
             truncated = np.asarray(truncated, dtype=bool)
-            r.rewards[t] = torch.from_numpy(reward)
+            scaled = reward if self.reward_scaler is None else self.reward_scaler(
+                reward, valid, terminated | truncated)
+            r.rewards[t] = torch.from_numpy(scaled)
             r.terminated[t] = torch.from_numpy(terminated)
             r.truncated[t] = torch.from_numpy(truncated)
 
@@ -160,6 +165,12 @@ class Collector:
                 self.episode_return[ended] = 0.0
                 self.episode_length[ended] = 0
             self.autoreset_next = terminated | truncated
-            self.obs = np.asarray(next_obs, dtype=np.float32)
+            self.obs = self._observe(next_obs)
         r.last_values.copy_(policy.value(torch.from_numpy(self.obs)))
         return r, episodes
+
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        """The policy's view of raw env observations (normalized, statistics updated, if on)."""
+        if self.obs_normalizer is None:
+            return np.asarray(obs, dtype=np.float32)
+        return self.obs_normalizer(obs, update=True)
