@@ -131,7 +131,7 @@ class PolicyDistribution:
     def mode(self, head: torch.Tensor) -> torch.Tensor:
         """The most likely action (deterministic evaluation): argmax, or the Gaussian mean."""
         if self.kind == "discrete":
-            return head.argmax(-1)
+            return D.mode(head)  # argmax of the logits = argmax of the log-probabilities
         if self.kind == "multidiscrete":
             return torch.stack([p.argmax(-1) for p in head.split(list(self.spec.nvec), -1)], -1)
         return head

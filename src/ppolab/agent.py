@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from ppolab import modelfile
-from ppolab.action_spaces import PolicyDistribution
 from ppolab.algos.ppo import PPOUpdate
 from ppolab.config import PPOConfig, preset
 from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
@@ -55,7 +54,6 @@ class PPO:
         self.env_info = info
         self.policy = ActorCritic(info.obs_shape, info.action, cfg)
         self.algorithm = PPOUpdate(self.policy, cfg)
-        self.distribution = PolicyDistribution(info.action)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.global_step = 0
         self.updates = 0
@@ -117,10 +115,10 @@ class PPO:
                                        f"model's observation shape {self.env_info.obs_shape}")
         head = self.policy.logits(obs)
         if deterministic:
-            action = self.distribution.mode(head)
+            action = self.policy.distribution.mode(head)
         else:
-            action, _ = self.distribution.sample(head, self.policy.log_std)
-        action = self.distribution.to_env(action)
+            action, _ = self.policy.distribution.sample(head, self.policy.log_std)
+        action = self.policy.distribution.to_env(action)
         return action[0] if single else action
 
     def save(self, path: str | Path) -> Path:

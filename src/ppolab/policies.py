@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ppolab.action_spaces import ActionSpec
+from ppolab.action_spaces import ActionSpec, PolicyDistribution
 from ppolab.config import PPOConfig
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -46,6 +46,7 @@ class ActorCritic(nn.Module):
         if isinstance(action, int):  # n logits for Discrete(n)
             action = ActionSpec("discrete", nvec=(action,), start=(0,))
         self.action = action
+        self.distribution = PolicyDistribution(action)  # how head outputs become actions
         n_actions = action.head_dim
         n_in = math.prod(obs_shape)
         self.obs_ndim = len(obs_shape)

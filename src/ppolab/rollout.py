@@ -20,7 +20,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppolab.action_spaces import PolicyDistribution
 from ppolab.envs import EnvInfo
 from ppolab.normalize import ObservationNormalizer, RewardScaler
 from ppolab.policies import ActorCritic
@@ -104,7 +103,6 @@ class Collector:
     ) -> None:
         self.env, self.info, self.policy, self.generator = env, info, policy, generator
         self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
-        self.distribution = PolicyDistribution(info.action)
         self.n_envs, self.n_steps = env.num_envs, n_steps
         T, N = n_steps, self.n_envs
         self.rollout = Rollout(
@@ -132,7 +130,7 @@ class Collector:
     def collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
         """Run T steps in each of the N envs. ``global_step`` is the step count before the
         rollout; returns the rollout and the episodes that ended during it, in order."""
-        r, policy, gen, dist = self.rollout, self.policy, self.generator, self.distribution
+        r, policy, gen, dist = self.rollout, self.policy, self.generator, self.policy.distribution
         episodes: list[Episode] = []
         for t in range(self.n_steps):
             obs = torch.from_numpy(self.obs)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 
 from ppolab import losses
-from ppolab.action_spaces import PolicyDistribution
 from ppolab.config import PPOConfig
 from ppolab.errors import TrainingDivergedError
 from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
@@ -30,7 +29,6 @@ class PPOUpdate:
 
     def __init__(self, policy: ActorCritic, config: PPOConfig) -> None:
         self.policy, self.config = policy, config
-        self.distribution = PolicyDistribution(policy.action)
         self.params, self.grads = flatten_parameters(policy)
         self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=1e-5)
 
@@ -54,7 +52,7 @@ class PPOUpdate:
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
                 head, values = policy(mb.observations)
-                new_logp, entropy = self.distribution.log_prob_entropy(head, policy.log_std, mb.actions)
+                new_logp, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, mb.actions)
                 advantages = mb.advantages
                 if c.normalize_advantages and hi - lo > 1:
                     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
