@@ -93,10 +93,8 @@ class PolicyDistribution:
         self.spec = spec
         self.kind = spec.kind
         if spec.kind == "box":
-            self._low = torch.tensor(spec.low, dtype=torch.float32)
-            self._high = torch.tensor(spec.high, dtype=torch.float32)
-            self._low_np = np.asarray(spec.low, dtype=np.float32)
-            self._high_np = np.asarray(spec.high, dtype=np.float32)
+            self._low = np.asarray(spec.low, dtype=np.float32)
+            self._high = np.asarray(spec.high, dtype=np.float32)
         else:
             self._start = np.asarray(spec.start, dtype=np.int64)
             self._offset = bool(self._start.any())
@@ -142,8 +140,8 @@ class PolicyDistribution:
         if self.kind != "box":
             return array + self._start if self._offset else array
         if self.spec.squash:
-            return self._low_np + (np.tanh(array) + 1.0) * 0.5 * (self._high_np - self._low_np)
-        return np.clip(array, self._low_np, self._high_np)
+            return self._low + (np.tanh(array) + 1.0) * 0.5 * (self._high - self._low)
+        return np.clip(array, self._low, self._high)
 
     def _box_log_prob(self, mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         if self.spec.squash:

@@ -105,14 +105,16 @@ def _import_attr(path: str) -> Callable[[], gym.Env]:
     return target
 
 
-def check_spaces(observation_space: gym.Space, action_space: gym.Space, where: str) -> None:
-    """Raise :class:`EnvironmentSpecError` unless ppolab supports these spaces."""
+def check_spaces(
+    observation_space: gym.Space, action_space: gym.Space, where: str, squash_actions: bool = False
+) -> ActionSpec:
+    """The action spec, or :class:`EnvironmentSpecError` unless ppolab supports these spaces."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise EnvironmentSpecError(
             f"{where}: unsupported observation space {observation_space}; ppolab supports Box "
             "observations (wrap others, e.g. gymnasium.wrappers.FlattenObservation)"
         )
-    ActionSpec.from_space(action_space, where=where)
+    return ActionSpec.from_space(action_space, squash_actions, where)
 
 
 def make_vec_env(
@@ -186,17 +188,15 @@ def make_vec_env(
         vec_cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
         vec_env = vec_cls(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
 
-    where = name
-    check_spaces(vec_env.single_observation_space, vec_env.single_action_space, where)
-    mode = vec_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-    if mode != AutoresetMode.NEXT_STEP:
-        vec_env.close()
-        raise EnvironmentSpecError(
-            f"{where}: vector env uses autoreset mode {mode}; ppolab needs AutoresetMode.NEXT_STEP "
-            "(the Gymnasium 1.x default)"
-        )
     try:
-        action = ActionSpec.from_space(vec_env.single_action_space, squash_actions, where)
+        action = check_spaces(vec_env.single_observation_space, vec_env.single_action_space, name,
+                              squash_actions)
+        mode = vec_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if mode != AutoresetMode.NEXT_STEP:
+            raise EnvironmentSpecError(
+                f"{name}: vector env uses autoreset mode {mode}; ppolab needs "
+                "AutoresetMode.NEXT_STEP (the Gymnasium 1.x default)"
+            )
     except EnvironmentSpecError:
         vec_env.close()
         raise
