@@ -1,12 +1,21 @@
-"""One Stable-Baselines3 PPO run for benchmarks/time_to_solve.py.
+"""One Stable-Baselines3 PPO run for the benchmarks.
 
-    python benchmarks/sb3_run.py ENV_ID SEED OUTFILE
+    python benchmarks/sb3_run.py ENV_ID SEED OUTFILE                  # for time_to_solve.py
+    python benchmarks/sb3_run.py ENV_ID SEED OUTFILE --fixed-budget [--eval-episodes N --eval-seed S]
+                                                                      # for continuous.py
 
-Trains SB3's PPO with the RL Zoo's tuned hyperparameters for ENV_ID and stops as soon as the
-mean return of the last 100 finished episodes reaches the environment's reward threshold, the
-same rule ``ppolab train`` uses. Writes OUTFILE, a JSON object with the keys of ppolab's
-summary.json (plus a few SB3 details). Times are seconds since this process started, measured
-by ppolab's own clock, so interpreter start-up and imports count on both sides.
+Default mode: trains SB3's PPO with the RL Zoo's tuned hyperparameters for ENV_ID and stops as
+soon as the mean return of the last 100 finished episodes reaches the environment's reward
+threshold, the same rule ``ppolab train`` uses.
+
+``--fixed-budget``: trains SB3's PPO with *ppolab's preset* for ENV_ID translated to SB3's
+arguments (``from_ppolab_preset``), for the preset's full budget, then evaluates the
+deterministic policy for N episodes on env seeds S, S+1, ... with the observation statistics
+frozen, as ``continuous.py`` does for ppolab.
+
+Writes OUTFILE, a JSON object with the keys of ppolab's summary.json (plus a few SB3 details).
+Times are seconds since this process started, measured by ppolab's own clock, so interpreter
+start-up and imports count on both sides.
 
 Torch's thread count is left at its default, as a user running SB3 would have it; it is
 recorded as ``torch_threads``.
@@ -16,7 +25,10 @@ from __future__ import annotations
 
 from ppolab.clock import since_process_start  # first, so the clock is set up before anything else
 
+import argparse
 import json
+import math
+import statistics
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +41,9 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
+
+from ppolab.config import PRESETS, preset
 
 ROLLING_WINDOW = 100
 
@@ -53,6 +68,26 @@ ZOO: dict[str, dict[str, Any]] = {
                  ent_coef=0.01),
     ),
 }
+
+
+def from_ppolab_preset(env_id: str) -> dict[str, Any]:
+    """ppolab's preset for ``env_id`` as SB3 arguments. SB3's default MlpPolicy already matches
+    ppolab's network for these presets: separate 64-64 tanh actor and critic, orthogonal
+    initialization, state-independent log-std starting at 0."""
+    c = preset(env_id)
+    assert c.hidden_sizes == (64, 64) and c.activation == "tanh" and not c.shared_trunk
+    assert c.log_std_init == 0.0 and not c.squash_actions and c.target_kl is None
+    return dict(
+        n_envs=c.n_envs, n_timesteps=c.total_steps,
+        normalize=dict(norm_obs=c.normalize_observations, norm_reward=c.normalize_rewards,
+                       clip_obs=c.observation_clip, clip_reward=c.reward_clip, gamma=c.gamma),
+        ppo=dict(n_steps=c.n_steps, batch_size=c.minibatch_size, n_epochs=c.n_epochs,
+                 learning_rate=linear(c.learning_rate) if c.anneal_lr else c.learning_rate,
+                 gamma=c.gamma, gae_lambda=c.gae_lambda, clip_range=c.clip_coef,
+                 clip_range_vf=c.clip_coef if c.clip_value_loss else None,
+                 normalize_advantage=c.normalize_advantages, ent_coef=c.ent_coef, vf_coef=c.vf_coef,
+                 max_grad_norm=c.max_grad_norm),
+    )
 
 
 class StopWhenSolved(BaseCallback):
@@ -86,16 +121,47 @@ class StopWhenSolved(BaseCallback):
         self.rollouts += 1  # each complete rollout is followed by one policy update
 
 
-def train(env_id: str, seed: int) -> dict[str, Any]:
-    """Train until solved or the zoo's budget is spent; return the summary."""
-    zoo = ZOO[env_id]
+def evaluate(model: PPO, env: VecNormalize | None, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Returns of ``episodes`` deterministic episodes on env seeds ``seed``, ``seed + 1``, ...;
+    observations normalized with the frozen training statistics of ``env``, if any."""
+    eval_env = gym.make(env_id)
+    returns = []
+    for i in range(episodes):
+        obs, _ = eval_env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            if env is not None:
+                obs = env.normalize_obs(obs)
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = eval_env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    eval_env.close()
+    return returns
+
+
+def train(env_id: str, seed: int, fixed_budget: bool, eval_episodes: int, eval_seed: int,
+          steps: int | None = None) -> dict[str, Any]:
+    """Train until solved or the budget is spent (or the whole budget with ``fixed_budget``);
+    return the summary."""
+    settings = from_ppolab_preset(env_id) if fixed_budget else ZOO[env_id]
+    if fixed_budget and steps is not None:
+        settings["n_timesteps"] = steps
     threshold = gym.spec(env_id).reward_threshold
     if threshold is None:
         raise SystemExit(f"sb3_run.py: {env_id} has no reward threshold")
-    env = make_vec_env(env_id, n_envs=zoo["n_envs"], seed=seed)  # DummyVecEnv + Monitor, as the zoo
-    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **zoo["ppo"])
-    stopper = StopWhenSolved(threshold)
-    model.learn(total_timesteps=zoo["n_timesteps"], callback=stopper)
+    env = make_vec_env(env_id, n_envs=settings["n_envs"], seed=seed)  # DummyVecEnv + Monitor, as the zoo
+    normalizer = None
+    if settings.get("normalize"):
+        env = normalizer = VecNormalize(env, **settings["normalize"])
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **settings["ppo"])
+    stopper = StopWhenSolved(math.inf if fixed_budget else threshold)
+    model.learn(total_timesteps=settings["n_timesteps"], callback=stopper)
+    wall_seconds = since_process_start()
+    if normalizer is not None:
+        normalizer.training = False
+    returns = evaluate(model, normalizer, env_id, eval_episodes, eval_seed) if eval_episodes else []
     env.close()
     mean = stopper.rolling_mean()
     return {
@@ -105,26 +171,38 @@ def train(env_id: str, seed: int) -> dict[str, Any]:
         "total_steps": model.num_timesteps,
         "updates": stopper.rollouts,
         "episodes": stopper.episodes,
-        "wall_seconds": round(since_process_start(), 3),
+        "wall_seconds": round(wall_seconds, 3),
         "reward_threshold": threshold,
         "solved": stopper.solved_at_step is not None,
         "solved_at_step": stopper.solved_at_step,
         "solved_at_seconds": None if stopper.solved_at_seconds is None else round(stopper.solved_at_seconds, 3),
         "final_mean_return_100": mean,
-        "budget_steps": zoo["n_timesteps"],
-        "n_envs": zoo["n_envs"],
+        "budget_steps": settings["n_timesteps"],
+        "n_envs": settings["n_envs"],
+        "settings": "ppolab preset" if fixed_budget else "rl-zoo",
+        "eval_returns": returns,
+        "eval_mean_return": statistics.fmean(returns) if returns else None,
+        "eval_std_return": statistics.pstdev(returns) if returns else None,
         "torch_threads": torch.get_num_threads(),
         "sb3_version": stable_baselines3.__version__,
     }
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] not in ZOO:
-        print(f"usage: sb3_run.py ENV_ID SEED OUTFILE  (ENV_ID one of: {', '.join(ZOO)})", file=sys.stderr)
-        return 2
-    env_id, seed, out = argv[0], int(argv[1]), Path(argv[2])
-    summary = train(env_id, seed)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("env_id", choices=sorted(set(ZOO) | set(PRESETS)), metavar="ENV_ID")
+    parser.add_argument("seed", type=int)
+    parser.add_argument("outfile", type=Path)
+    parser.add_argument("--fixed-budget", action="store_true",
+                        help="ppolab's preset settings and its whole budget instead of the zoo's until solved")
+    parser.add_argument("--steps", type=int, help="--fixed-budget: train this many steps instead of the preset's")
+    parser.add_argument("--eval-episodes", type=int, default=0, help="deterministic evaluation episodes after training")
+    parser.add_argument("--eval-seed", type=int, default=10_000, help="env seed of the first evaluation episode")
+    args = parser.parse_args(argv)
+    if not args.fixed_budget and args.env_id not in ZOO:
+        parser.error(f"no RL Zoo settings here for {args.env_id}; use --fixed-budget")
+    summary = train(args.env_id, args.seed, args.fixed_budget, args.eval_episodes, args.eval_seed, args.steps)
+    args.outfile.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 

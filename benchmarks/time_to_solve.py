@@ -27,23 +27,18 @@ by ppolab's. The JSON also records the machine and the library versions.
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import math
 import os
-import platform
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import asdict, dataclass, fields
-from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from common import Results, format_machine, log_tail, machine_info, ppolab_executable, results_stem, run_process
 
 HERE = Path(__file__).resolve().parent
 SB3_RUN = HERE / "sb3_run.py"
@@ -72,30 +67,6 @@ class RunRow:
 
 # ---------------------------------------------------------------------------------------------
 # Running one process
-
-
-def ppolab_executable() -> str:
-    """The ``ppolab`` script of the environment this script runs in (else the one on PATH)."""
-    found = shutil.which("ppolab", path=str(Path(sys.executable).parent)) or shutil.which("ppolab")
-    if found is None:
-        sys.exit("time_to_solve: no `ppolab` command; install with: pip install -e '.[bench]'")
-    return found
-
-
-def run_process(command: list[str], log: Path, timeout: float | None) -> tuple[int | None, float]:
-    """Run ``command`` with its output in ``log``; return (exit code or None if killed at
-    ``timeout``, seconds it ran). The process gets its own session so that a kill reaches any
-    child it started."""
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            code: int | None = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            code = None
-    return code, time.perf_counter() - started
 
 
 def command_for(library: str, env_id: str, seed: int, workdir: Path) -> tuple[list[str], Path]:
@@ -128,8 +99,7 @@ def run_one(library: str, env_id: str, seed: int, workdir: Path, timeout: float 
                     None, None, None, None, round(seconds, 3), None, load_before)
     if code != 0 or not summary.exists():
         if code is not None:
-            tail = log.read_text(errors="replace").splitlines()[-15:]
-            print(f"  {library} failed; last lines of its output:\n    " + "\n    ".join(tail), file=sys.stderr)
+            print(f"  {library} failed; last lines of its output:\n    {log_tail(log)}", file=sys.stderr)
         return failed
     data = json.loads(summary.read_text())
     return RunRow(env_id, library, seed, "ok", bool(data["solved"]), data["solved_at_step"],
@@ -146,60 +116,8 @@ def describe(row: RunRow) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Machine, results files, and the summary table
+# The summary table
 
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    def version(package: str) -> str | None:
-        try:
-            return metadata.version(package)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": cpu_model(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {package: version(package) for package in PACKAGES},
-        "load_average_at_start": os.getloadavg()[0],
-    }
-
-
-class Results:
-    """A CSV that grows a row per run and a JSON rewritten after each run."""
-
-    def __init__(self, out_dir: Path, machine: dict[str, Any], settings: dict[str, Any]) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stem = out_dir / f"time_to_solve-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.csv_path, self.json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
-        self.machine, self.settings = machine, settings
-        self.rows: list[RunRow] = []
-        with self.csv_path.open("w", newline="") as f:
-            csv.writer(f).writerow([field.name for field in fields(RunRow)])
-
-    def add(self, row: RunRow) -> None:
-        self.rows.append(row)
-        with self.csv_path.open("a", newline="") as f:
-            csv.writer(f).writerow(asdict(row).values())
-        self.write_json()
-
-    def write_json(self, table: list[dict[str, Any]] | None = None) -> None:
-        data = {"machine": self.machine, "settings": self.settings,
-                "runs": [asdict(row) for row in self.rows], "summary": table}
-        partial = self.json_path.with_suffix(".json.tmp")
-        partial.write_text(json.dumps(data, indent=2) + "\n")
-        partial.replace(self.json_path)
 
 
 def solved_or_inf(value: float | None) -> float:
@@ -256,10 +174,6 @@ def format_table(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def format_machine(machine: dict[str, Any]) -> str:
-    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
-    return (f"machine: {machine['nproc']} CPU(s), {machine['cpu_model']}; Python {machine['python']}\n"
-            f"versions: {versions}\n1-minute load average at start: {machine['load_average_at_start']:.2f}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("stable_baselines3") is None:
         sys.exit("time_to_solve: stable-baselines3 is not installed; pip install -e '.[bench]'")
     ppolab_executable()  # fail now, not after the first SB3 run
-    machine = machine_info()
+    machine = machine_info(PACKAGES)
     settings = {"envs": args.envs, "seeds": list(range(args.seeds)), "timeout": args.timeout}
-    results = Results(args.out, machine, settings)
+    results = Results(results_stem(args.out, "time_to_solve"), RunRow, machine, settings)
     print(format_machine(machine))
     print(f"results: {results.csv_path} and {results.json_path.name}\n", flush=True)
     with tempfile.TemporaryDirectory(prefix="time_to_solve-") as tmp:

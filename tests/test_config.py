@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from ppolab.config import PPOConfig, load_config_file, parse_assignments, parse_value
+import gymnasium as gym
+
+from ppolab.config import PRESETS, PPOConfig, load_config_file, parse_assignments, parse_value, preset
 from ppolab.errors import ConfigError
 
 
@@ -22,6 +24,18 @@ def test_defaults_are_valid_and_typed():
     assert isinstance(c.hidden_sizes, tuple)
     assert c.target_kl is None
     assert PPOConfig.from_dict(c.to_dict()) == c  # round trip through a plain dict
+
+
+@pytest.mark.parametrize("env_id", sorted(PRESETS))
+def test_every_preset_is_a_registered_env_and_a_valid_config(env_id):
+    gym.spec(env_id)  # raises for an unknown or misspelled id
+    config = preset(env_id)
+    assert {k: getattr(config, k) for k in PRESETS[env_id]} == PRESETS[env_id]
+    assert config.minibatch_size <= config.batch_size
+
+
+def test_unknown_env_gets_the_defaults():
+    assert preset("MyEnv-v0") == preset(None) == PPOConfig()
 
 
 def test_config_error_is_a_value_error():

@@ -41,6 +41,18 @@ def test_lunarlander_preset_solves_within_budget() -> None:
     assert result.solved_at_step <= 1_200_000
 
 
+def test_pendulum_preset_learns_continuous_control() -> None:
+    """Pendulum-v1 (Box actions, the preset) reaches a rolling-100 mean return above -300 within
+    100k steps, seed 0 (about 15 s on 2 cores). A random policy scores about -1200; seeds 0-2
+    reached -178 to -204 when the preset was tuned."""
+    agent = PPO("Pendulum-v1", seed=0)
+    try:
+        result = agent.learn(100_000)
+    finally:
+        agent.close()
+    assert result.final_mean_return_100 > -300.0, result.final_mean_return_100
+
+
 @pytest.mark.parametrize("squash", [False, True], ids=["clipped", "tanh-squashed"])
 def test_gaussian_policy_learns_box_actions(squash: bool) -> None:
     """A diagonal Gaussian policy learns to hit a target point (Box actions), with samples clipped

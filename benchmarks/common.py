@@ -1,0 +1,111 @@
+"""What the benchmark scripts share: launching one run as a process, and describing the machine."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def ppolab_executable() -> str:
+    """The ``ppolab`` script of the environment this script runs in (else the one on PATH)."""
+    found = shutil.which("ppolab", path=str(Path(sys.executable).parent)) or shutil.which("ppolab")
+    if found is None:
+        sys.exit("benchmarks: no `ppolab` command; install with: pip install -e '.[bench]'")
+    return found
+
+
+def run_process(command: list[str], log: Path, timeout: float | None) -> tuple[int | None, float]:
+    """Run ``command`` with its output in ``log``; return (exit code or None if killed at
+    ``timeout``, seconds it ran). The process gets its own session so that a kill reaches any
+    child it started."""
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            code = None
+    return code, time.perf_counter() - started
+
+
+def log_tail(log: Path, lines: int = 15) -> str:
+    return "\n    ".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(packages: tuple[str, ...]) -> dict[str, Any]:
+    """CPU count and model, Python, the versions of ``packages``, and the load average now."""
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {package: version(package) for package in packages},
+        "load_average_at_start": os.getloadavg()[0],
+    }
+
+
+def format_machine(machine: dict[str, Any]) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    return (f"machine: {machine['nproc']} CPU(s), {machine['cpu_model']}; Python {machine['python']}\n"
+            f"versions: {versions}\n1-minute load average at start: {machine['load_average_at_start']:.2f}")
+
+
+def results_stem(out_dir: Path, name: str) -> Path:
+    """``out_dir/name-YYYYmmdd-HHMMSS`` (the directory is created)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class Results:
+    """A CSV (``stem.csv``) that grows a row per run and a JSON (``stem.json``) rewritten after
+    each run, so partial results survive an interruption. Rows are instances of the dataclass
+    ``row_type``; the JSON also holds the machine, the settings and, at the end, the summary."""
+
+    def __init__(self, stem: Path, row_type: type, machine: dict[str, Any], settings: dict[str, Any]) -> None:
+        self.csv_path, self.json_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
+        self.machine, self.settings = machine, settings
+        self.rows: list[Any] = []
+        with self.csv_path.open("w", newline="") as f:
+            csv.writer(f).writerow([field.name for field in fields(row_type)])
+
+    def add(self, row: Any) -> None:
+        self.rows.append(row)
+        with self.csv_path.open("a", newline="") as f:
+            csv.writer(f).writerow(asdict(row).values())
+        self.write_json()
+
+    def write_json(self, summary: Any = None) -> None:
+        data = {"machine": self.machine, "settings": self.settings,
+                "runs": [asdict(row) for row in self.rows], "summary": summary}
+        partial = self.json_path.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(data, indent=2) + "\n")
+        partial.replace(self.json_path)
