@@ -21,10 +21,13 @@ METRIC_COLUMNS = (
     "episodes", "rolling_return", "rolling_length",
 )
 EPISODE_COLUMNS = ("episode", "global_step", "wall_seconds", "return", "length")
+FLUSH_SECONDS = 5.0  # how stale the files on disk may be while training runs
 
 
 class MetricsWriter:
-    """Appends rows to ``metrics.csv`` / ``episodes.csv`` and scalars to TensorBoard."""
+    """Appends rows to ``metrics.csv`` / ``episodes.csv`` and scalars to TensorBoard, flushing
+    them at the first update and then at most every :data:`FLUSH_SECONDS`, so that the files
+    can be followed while a long run trains (an update can take minutes)."""
 
     def __init__(self, run_dir: Path, episodes_before: int = 0, tensorboard: bool = True) -> None:
         self._metrics_file = open(run_dir / "metrics.csv", "a", newline="")
@@ -37,6 +40,7 @@ class MetricsWriter:
             self._episodes.writerow(EPISODE_COLUMNS)
         self._tb = TensorBoardScalars(run_dir / "tensorboard") if tensorboard else None
         self.episode_count = episodes_before  # numbering continues across learn() calls
+        self._flushed_at = -float("inf")
 
     def episodes(self, episodes: list[Episode], wall_seconds: float) -> None:
         for ep in episodes:
@@ -52,8 +56,11 @@ class MetricsWriter:
                 f"train/{key}": row[key] for key in METRIC_COLUMNS[2:]
                 if row.get(key) is not None and row[key] == row[key]
             })
+        if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
+            self.flush()
 
     def flush(self) -> None:
+        self._flushed_at = time.monotonic()
         self._metrics_file.flush()
         self._episodes_file.flush()
         if self._tb is not None:
