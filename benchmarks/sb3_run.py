@@ -149,7 +149,7 @@ def train(env_id: str, seed: int, fixed_budget: bool, eval_episodes: int, eval_s
     if fixed_budget and steps is not None:
         settings["n_timesteps"] = steps
     threshold = gym.spec(env_id).reward_threshold
-    if threshold is None:
+    if threshold is None and not fixed_budget:
         raise SystemExit(f"sb3_run.py: {env_id} has no reward threshold")
     env = make_vec_env(env_id, n_envs=settings["n_envs"], seed=seed)  # DummyVecEnv + Monitor, as the zoo
     normalizer = None
@@ -190,7 +190,7 @@ def train(env_id: str, seed: int, fixed_budget: bool, eval_episodes: int, eval_s
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("env_id", choices=sorted(set(ZOO) | set(PRESETS)), metavar="ENV_ID")
+    parser.add_argument("env_id", choices=sorted(set(ZOO) | set(PRESETS["ppo"])), metavar="ENV_ID")
     parser.add_argument("seed", type=int)
     parser.add_argument("outfile", type=Path)
     parser.add_argument("--fixed-budget", action="store_true",

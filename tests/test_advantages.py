@@ -18,7 +18,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ppolab.advantages import gae, value_targets
+from ppolab.advantages import (
+    ESTIMATORS,
+    estimate_advantages,
+    gae,
+    monte_carlo_advantages,
+    n_step_advantages,
+    td0_advantages,
+    value_targets,
+)
 from ppolab.rollout import Rollout, to_batch
 
 GAMMA = 0.5
@@ -293,3 +301,297 @@ def test_gae_single_env_terminated_vs_truncated_last_step():
     assert adv_term[:, 0].tolist() == pytest.approx([0.95 + 0.45 * 0.5, 0.5])
     # truncated: delta_1 = 1 + 0.9*8 - 0.5 = 7.7; A_0 = 0.95 + 0.45 * 7.7 = 4.415
     assert adv_trunc[:, 0].tolist() == pytest.approx([0.95 + 0.45 * 7.7, 7.7])
+
+
+# ======================================================= TD(0), n-step and Monte-Carlo estimators
+
+# A second scripted rollout, [T, N] = [5, 2], gamma = 0.5 (exact dyadic arithmetic):
+#
+#     env 0: t=0..3 one episode TERMINATED at t=3, t=4 autoreset (values[4, 0] = V(terminal obs)
+#            = 100 must never reach a valid step; last_values[0] = V(reset obs) = 8 feeds only
+#            the autoreset step).
+#     env 1: t=0..1 an episode TRUNCATED at t=1 (bootstraps with values[2, 1] = V(final obs)
+#            = 4), t=2 autoreset, t=3..4 a new episode cut by the rollout end (bootstraps with
+#            last_values[1] = V(s_T) = 6).
+#
+# Every entry is checked, the autoreset steps included (their advantages are discarded later by
+# to_batch, but they are still well defined: an autoreset step is not an episode end).
+E_REWARDS = [
+    [1.0, 2.0],
+    [2.0, 1.0],
+    [1.0, 0.0],  # (2, 1): autoreset, reward 0
+    [2.0, 2.0],
+    [0.0, 1.0],  # (4, 0): autoreset, reward 0
+]
+E_VALUES = [
+    [1.0, 2.0],
+    [2.0, 1.0],
+    [3.0, 4.0],  # values[2, 1] = V(final obs of env 1's truncated episode) = 4
+    [1.0, 1.0],
+    [100.0, 2.0],  # values[4, 0] = V(terminal obs) = 100
+]
+E_LAST_VALUES = [8.0, 6.0]
+E_TERMINATED = [[F, F], [F, F], [F, F], [Tr, F], [F, F]]
+E_TRUNCATED = [[F, F], [F, Tr], [F, F], [F, F], [F, F]]
+E_T, E_N = 5, 2
+
+
+def e_args(rewards=E_REWARDS, values=E_VALUES, last_values=E_LAST_VALUES):
+    """(rewards, values, next_values, terminated, episode_end) of the scripted rollout."""
+    values = torch.tensor(values)
+    next_values = torch.cat([values[1:], torch.tensor([last_values])])
+    terminated, truncated = torch.tensor(E_TERMINATED), torch.tensor(E_TRUNCATED)
+    return torch.tensor(rewards), values, next_values, terminated, terminated | truncated
+
+
+def columns(x: torch.Tensor) -> list[list[float]]:
+    """[T, N] -> one list per env, so the tables below read one episode per line."""
+    return x.t().tolist()
+
+
+# next_values: env 0 [2, 3, 1, 100, 8], env 1 [1, 4, 1, 2, 6]
+E_TD0 = [
+    [
+        1 + g * 2 - 1,  # 1
+        2 + g * 3 - 2,  # 1.5
+        1 + g * 1 - 3,  # -1.5
+        2 - 1,  # terminated: no bootstrap (with one: 2 + 0.5 * 100 - 1 = 51)
+        0 + g * 8 - 100,  # autoreset step: -96
+    ],
+    [
+        2 + g * 1 - 2,  # 0.5
+        1 + g * 4 - 1,  # truncated: bootstrap with V(final obs) = 4 -> 2
+        0 + g * 1 - 4,  # autoreset step: -3.5
+        2 + g * 2 - 1,  # 2
+        1 + g * 6 - 2,  # rollout end: bootstrap with V(s_T) = 6 -> 2
+    ],
+]
+
+E_N2 = [
+    [
+        1 + g * 2 + g**2 * 3 - 1,  # window [0, 1]: 1.75
+        2 + g * 1 + g**2 * 1 - 2,  # window [1, 2]: 0.75
+        1 + g * 2 + g**2 * 0 - 3,  # window [2, 3], terminated at 3: -1
+        2 - 1,  # the end itself: m = 1
+        0 + g * 8 - 100,  # the rollout's last step: m = 1
+    ],
+    [
+        2 + g * 1 + g**2 * 4 - 2,  # window [0, 1], truncated at 1 -> V(final obs) = 4: 1.5
+        1 + g * 4 - 1,  # the truncation itself: m = 1 -> 2
+        0 + g * 2 + g**2 * 2 - 4,  # autoreset step, window [2, 3]: -2.5
+        2 + g * 1 + g**2 * 6 - 1,  # window [3, 4] ends at the rollout end -> V(s_T) = 6: 3
+        1 + g * 6 - 2,  # window would run past the rollout end: m = 1 -> 2
+    ],
+]
+
+E_N3 = [
+    [
+        1 + g * 2 + g**2 * 1 + g**3 * 1 - 1,  # window [0, 1, 2]: 1.375
+        2 + g * 1 + g**2 * 2 + g**3 * 0 - 2,  # window [1, 2, 3], terminated at 3: 1
+        1 + g * 2 - 3,  # terminated inside the window: m = 2 -> -1
+        2 - 1,  # m = 1
+        0 + g * 8 - 100,  # m = 1 (rollout end)
+    ],
+    [
+        2 + g * 1 + g**2 * 4 - 2,  # truncated inside the window: m = 2 -> 1.5
+        1 + g * 4 - 1,  # m = 1 -> 2
+        0 + g * 2 + g**2 * 1 + g**3 * 6 - 4,  # window [2, 3, 4] ends at the rollout end: -2
+        2 + g * 1 + g**2 * 6 - 1,  # window runs past the rollout end: m = 2 -> 3
+        1 + g * 6 - 2,  # m = 1 -> 2
+    ],
+]
+
+E_MC = [
+    [
+        1 + g * 2 + g**2 * 1 + g**3 * 2 - 1,  # to the termination at t=3: 1.5 (n=3 stops earlier)
+        2 + g * 1 + g**2 * 2 - 2,  # 1
+        1 + g * 2 - 3,  # -1
+        2 - 1,  # 1
+        0 + g * 8 - 100,  # autoreset step, then the rollout end: -96
+    ],
+    [
+        2 + g * 1 + g**2 * 4 - 2,  # to the truncation at t=1, bootstrap V(final obs) = 4: 1.5
+        1 + g * 4 - 1,  # 2
+        0 + g * 2 + g**2 * 1 + g**3 * 6 - 4,  # autoreset step, to the rollout end: -2
+        2 + g * 1 + g**2 * 6 - 1,  # to the rollout end, bootstrap V(s_T) = 6: 3
+        1 + g * 6 - 2,  # 2
+    ],
+]
+
+
+def test_scripted_estimator_tables_are_distinct():
+    """The hand tables differ where the estimators should (so each test below can fail)."""
+    assert E_N2[0][0] != E_N3[0][0] != E_MC[0][0] != E_N2[0][0]  # 1.75, 1.375, 1.5
+    assert E_N2[0][1] != E_N3[0][1] and E_N2[1][2] != E_N3[1][2]
+    assert E_TD0[0][0] != E_N2[0][0] and E_TD0[1][3] != E_N2[1][3]
+
+
+def test_td0_matches_hand_computation():
+    adv = td0_advantages(*e_args(), GAMMA)
+    assert adv.shape == (E_T, E_N)
+    assert columns(adv) == E_TD0  # exact: dyadic arithmetic
+
+
+def test_td0_on_the_first_rollout_is_the_td_error_table():
+    r = make_rollout()
+    adv = td0_advantages(r.rewards, r.values, r.next_values, r.terminated, r.episode_end, GAMMA)
+    assert at(adv, VALID_STEPS) == [D[s] for s in VALID_STEPS]
+
+
+@pytest.mark.parametrize("n, expected", [(2, E_N2), (3, E_N3)])
+def test_n_step_matches_hand_computation(n, expected):
+    adv = n_step_advantages(*e_args(), GAMMA, n)
+    assert adv.shape == (E_T, E_N)
+    assert columns(adv) == expected
+
+
+def test_monte_carlo_matches_hand_computation():
+    adv = monte_carlo_advantages(*e_args(), GAMMA)
+    assert adv.shape == (E_T, E_N)
+    assert columns(adv) == E_MC
+
+
+def test_monte_carlo_on_the_first_rollout_is_the_return_table():
+    r = make_rollout()
+    adv = monte_carlo_advantages(r.rewards, r.values, r.next_values, r.terminated, r.episode_end, GAMMA)
+    expected = [G[(t, n)] - VALUES[t][n] for t, n in VALID_STEPS]
+    assert at(adv, VALID_STEPS) == pytest.approx(expected, abs=1e-6)
+
+
+def test_monte_carlo_sums_the_whole_rollout_of_an_unfinished_episode():
+    """One env, T = 3, no episode end: MC sums all T rewards and bootstraps with V(s_T) once;
+    n = T - 1 = 2 would stop a step early."""
+    rewards = torch.tensor([[1.0], [2.0], [4.0]])
+    values = torch.tensor([[1.0], [2.0], [3.0]])
+    next_values = torch.tensor([[2.0], [3.0], [8.0]])  # last row: V(s_T) = 8
+    no_end = torch.zeros(3, 1, dtype=torch.bool)
+    adv = monte_carlo_advantages(rewards, values, next_values, no_end, no_end, GAMMA)
+    assert adv[:, 0].tolist() == [
+        1 + g * 2 + g**2 * 4 + g**3 * 8 - 1,  # 3
+        2 + g * 4 + g**2 * 8 - 2,  # 4
+        4 + g * 8 - 3,  # 5
+    ]
+    two = n_step_advantages(rewards, values, next_values, no_end, no_end, GAMMA, 2)
+    assert two[:, 0].tolist() == [1 + g * 2 + g**2 * 3 - 1, 4.0, 5.0]  # 2.75
+
+
+def test_n_step_rejects_n_below_one():
+    with pytest.raises(ValueError, match="n >= 1"):
+        n_step_advantages(*e_args(), GAMMA, 0)
+
+
+def random_rollout(seed: int, T: int = 7, N: int = 4, dtype=torch.float64):
+    """(rewards, values, next_values, terminated, episode_end) with random episode ends."""
+    gen = torch.Generator().manual_seed(seed)
+    rewards = torch.randn(T, N, generator=gen, dtype=dtype)
+    values = torch.randn(T, N, generator=gen, dtype=dtype)
+    last_values = torch.randn(1, N, generator=gen, dtype=dtype)
+    u = torch.rand(T, N, generator=gen)
+    terminated = u < 0.2
+    truncated = (u >= 0.2) & (u < 0.35)
+    next_values = torch.cat([values[1:], last_values])
+    return rewards, values, next_values, terminated, terminated | truncated
+
+
+SEEDS = range(6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_one_step_estimators_agree(seed):
+    args = random_rollout(seed)
+    assert args[4].any() and not args[4].all()  # some steps end an episode, not every one
+    td0 = td0_advantages(*args, 0.9)
+    torch.testing.assert_close(n_step_advantages(*args, 0.9, 1), td0)
+    torch.testing.assert_close(gae(*args, 0.9, 0.0), td0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_full_length_estimators_agree(seed):
+    args = random_rollout(seed)
+    T = args[0].shape[0]
+    mc = monte_carlo_advantages(*args, 0.9)
+    torch.testing.assert_close(gae(*args, 0.9, 1.0), mc)
+    for n in (T, T + 1, 100):
+        torch.testing.assert_close(n_step_advantages(*args, 0.9, n), mc)
+    # and n = T - 1 is not MC wherever a window from t = 0 would need all T steps
+    if not args[4][:-1, :].any(0).all():
+        assert not torch.allclose(n_step_advantages(*args, 0.9, T - 1), mc)
+
+
+def test_estimate_advantages_dispatches_to_each_estimator():
+    assert ESTIMATORS == ("gae", "td0", "nstep", "mc")
+    args = e_args()
+    # td0 and mc ignore gae_lambda and n_step
+    assert columns(estimate_advantages("td0", *args, GAMMA, 0.3, 2)) == E_TD0
+    assert columns(estimate_advantages("mc", *args, GAMMA, 0.3, 2)) == E_MC
+    # nstep uses n_step, gae uses gae_lambda
+    assert columns(estimate_advantages("nstep", *args, GAMMA, 0.3, 2)) == E_N2
+    assert columns(estimate_advantages("nstep", *args, GAMMA, 0.3, 3)) == E_N3
+    r = make_rollout()
+    r_args = (r.rewards, r.values, r.next_values, r.terminated, r.episode_end)
+    adv = estimate_advantages("gae", *r_args, GAMMA, LAM, 2)
+    assert at(adv, VALID_STEPS) == [A[s] for s in VALID_STEPS]
+    adv = estimate_advantages("gae", *r_args, GAMMA, 0.0, 2)
+    assert at(adv, VALID_STEPS) == [D[s] for s in VALID_STEPS]
+
+
+def test_estimate_advantages_rejects_an_unknown_name():
+    with pytest.raises(ValueError) as err:
+        estimate_advantages("td1", *e_args(), GAMMA, 0.95, 3)
+    message = str(err.value)
+    assert "'td1'" in message
+    for name in ("gae", "td0", "nstep", "mc"):
+        assert name in message
+
+
+ALL_ESTIMATORS = [
+    ("gae", lambda *a: gae(*a, 0.9, 0.95)),
+    ("td0", lambda *a: td0_advantages(*a, 0.9)),
+    ("nstep1", lambda *a: n_step_advantages(*a, 0.9, 1)),
+    ("nstep2", lambda *a: n_step_advantages(*a, 0.9, 2)),
+    ("nstep3", lambda *a: n_step_advantages(*a, 0.9, 3)),
+    ("nstep100", lambda *a: n_step_advantages(*a, 0.9, 100)),
+    ("mc", lambda *a: monte_carlo_advantages(*a, 0.9)),
+]
+
+
+@pytest.mark.parametrize("name, estimate", ALL_ESTIMATORS, ids=[n for n, _ in ALL_ESTIMATORS])
+def test_nothing_after_an_episode_end_leaks_back(name, estimate):
+    """The step after an episode end (t) is the autoreset step: rewards and values from t + 1
+    on (V(s_T) included) must not move A_0..A_t, except V(final obs) = values[t + 1] after a
+    truncation, which A_t bootstraps with."""
+    checked = 0
+    for seed in SEEDS:
+        rewards, values, next_values, terminated, episode_end = random_rollout(seed)
+        T = rewards.shape[0]
+        base = estimate(rewards, values, next_values, terminated, episode_end)
+        for t, n in episode_end[:-1].nonzero().tolist():
+            gen = torch.Generator().manual_seed(1000 * seed + 10 * t + n)
+            r, v, last = rewards.clone(), values.clone(), next_values[-1].clone()
+            r[t + 1:, n] += 1 + torch.rand(T - t - 1, generator=gen, dtype=r.dtype)
+            first_free = t + 1 if terminated[t, n] else t + 2  # values[t + 1]: V(final obs)
+            v[first_free:, n] -= 1 + torch.rand(T - first_free, generator=gen, dtype=v.dtype)
+            last[n] += 5.0
+            nv = torch.cat([v[1:], last.unsqueeze(0)])
+            changed = estimate(r, v, nv, terminated, episode_end)
+            assert torch.equal(changed[: t + 1, n], base[: t + 1, n]), (seed, t, n)
+            assert not torch.equal(changed[t + 1:, n], base[t + 1:, n])  # the change was seen
+            if not terminated[t, n]:  # a truncation does bootstrap with V(final obs)
+                v[t + 1, n] += 1.0
+                nv = torch.cat([v[1:], last.unsqueeze(0)])
+                moved = estimate(r, v, nv, terminated, episode_end)
+                assert moved[t, n] - changed[t, n] == pytest.approx(0.9)
+            checked += 1
+    assert checked >= 10
+
+
+def test_terminal_final_observation_value_is_never_used_by_any_estimator():
+    """In the scripted rollout, V(terminal obs) = values[4, 0] only feeds env 0's autoreset step,
+    and V(final obs) = values[2, 1] of the truncation moves the steps that bootstrap with it."""
+    for name in ESTIMATORS:
+        base = estimate_advantages(name, *e_args(), GAMMA, 0.5, 3)
+        values = [row[:] for row in E_VALUES]
+        values[4][0] = -1e3
+        changed = estimate_advantages(name, *e_args(values=values), GAMMA, 0.5, 3)
+        assert changed[:4, 0].tolist() == base[:4, 0].tolist(), name
+        assert changed[:, 1].tolist() == base[:, 1].tolist(), name

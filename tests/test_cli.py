@@ -17,7 +17,8 @@ import yaml
 
 from conftest import TINY, cli_env
 from ppolab.config import field_help, preset
-from ppolab.metrics import EPISODE_COLUMNS, METRIC_COLUMNS
+from ppolab.algos.ppo import PPOUpdate
+from ppolab.metrics import EPISODE_COLUMNS, metric_columns
 
 DIAGNOSTICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_logr", "clip_fraction",
                "explained_variance", "grad_norm", "learning_rate", "sps")
@@ -105,7 +106,7 @@ def test_config_yaml_has_env_algo_and_overrides(trained):
 def test_metrics_csv_one_finite_row_per_update(trained):
     run, _ = trained
     columns, rows = read_csv(run / "metrics.csv")
-    assert columns == list(METRIC_COLUMNS)
+    assert columns == list(metric_columns(PPOUpdate.STATS))
     assert len(rows) == N_UPDATES
     assert [int(r["update"]) for r in rows] == list(range(1, N_UPDATES + 1))
     assert [int(r["global_step"]) for r in rows] == [512 * k for k in range(1, N_UPDATES + 1)]

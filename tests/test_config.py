@@ -26,12 +26,11 @@ def test_defaults_are_valid_and_typed():
     assert PPOConfig.from_dict(c.to_dict()) == c  # round trip through a plain dict
 
 
-@pytest.mark.parametrize("env_id", sorted(PRESETS))
-def test_every_preset_is_a_registered_env_and_a_valid_config(env_id):
+@pytest.mark.parametrize("algo, env_id", [(a, e) for a in PRESETS for e in sorted(PRESETS[a])])
+def test_every_preset_is_a_registered_env_and_a_valid_config(algo, env_id):
     gym.spec(env_id)  # raises for an unknown or misspelled id
-    config = preset(env_id)
-    assert {k: getattr(config, k) for k in PRESETS[env_id]} == PRESETS[env_id]
-    assert config.minibatch_size <= config.batch_size
+    config = preset(env_id, algo)
+    assert {k: getattr(config, k) for k in PRESETS[algo][env_id]} == PRESETS[algo][env_id]
 
 
 def test_unknown_env_gets_the_defaults():

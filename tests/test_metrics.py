@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 
 import ppolab.metrics as metrics
-from ppolab.metrics import METRIC_COLUMNS, MetricsWriter
+from ppolab.algos.ppo import PPOUpdate
+from ppolab.metrics import MetricsWriter, metric_columns
 
 
 def rows_on_disk(path) -> list[dict[str, str]]:
@@ -16,8 +17,9 @@ def rows_on_disk(path) -> list[dict[str, str]]:
 def test_rows_reach_the_disk_at_the_first_update_and_then_every_few_seconds(tmp_path, monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(metrics.time, "monotonic", lambda: now[0])
-    writer = MetricsWriter(tmp_path, tensorboard=False)
-    row = dict.fromkeys(METRIC_COLUMNS, 0)
+    columns = metric_columns(PPOUpdate.STATS)
+    writer = MetricsWriter(tmp_path, columns, tensorboard=False)
+    row = dict.fromkeys(columns, 0)
     try:
         writer.update({**row, "update": 1})
         assert [r["update"] for r in rows_on_disk(tmp_path / "metrics.csv")] == ["1"]

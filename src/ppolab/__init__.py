@@ -15,14 +15,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ppolab.agent import PPO
+    from ppolab.agent import PPO, Agent
     from ppolab.config import PPOConfig
     from ppolab.evaluation import evaluate
 
-__all__ = ["PPO", "PPOConfig", "evaluate", "load"]
+__all__ = ["Agent", "PPO", "PPOConfig", "evaluate", "load"]
 __version__ = "0.1.0"
 
-_LAZY = {"PPO": "ppolab.agent", "PPOConfig": "ppolab.config", "evaluate": "ppolab.evaluation"}
+_LAZY = {"Agent": "ppolab.agent", "PPO": "ppolab.agent", "PPOConfig": "ppolab.config", "evaluate": "ppolab.evaluation"}
 
 
 def __getattr__(name: str) -> Any:
@@ -33,8 +33,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ppolab' has no attribute {name!r}")
 
 
-def load(path: str) -> PPO:
-    """Load a saved agent (model file or run directory) for prediction."""
-    from ppolab.agent import PPO
+def load(path: str) -> Agent:
+    """Load a saved agent of any algorithm (model file or run directory) for prediction."""
+    from ppolab.agent import Agent
 
-    return PPO.load(path)
+    return Agent.load(path)

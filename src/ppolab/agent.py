@@ -1,17 +1,22 @@
-"""The public agent API: ``PPO(env).learn(steps)``, ``predict``, ``save``, ``load``."""
+"""The public agent API: ``PPO(env).learn(steps)``, ``predict``, ``save``, ``load``.
+
+Every algorithm is an :class:`Agent` subclass that names its config class and its update
+(``ppolab.algos.*``); the environment handling, collector, networks, normalizers, training loop,
+checkpointing and evaluation are shared.
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from ppolab import modelfile
 from ppolab.algos.ppo import PPOUpdate
-from ppolab.config import PPOConfig, preset
+from ppolab.config import Config, PPOConfig, preset
 from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
 from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
@@ -20,21 +25,32 @@ from ppolab.rollout import Collector
 from ppolab.train import Reporter, TrainResult, seed_everything, train
 
 
-class PPO:
-    """A PPO agent on a Gymnasium environment.
+class Agent:
+    """An on-policy agent on a Gymnasium environment; use a subclass (:class:`PPO`, ...).
 
-    ``env`` is a registered id (its tuned preset applies, see ``ppolab.config.PRESETS``),
-    ``"module:Attr"``, an env instance, a zero-argument env factory, or a vector env.
-    Hyperparameters come from ``config`` (default: the preset) with ``**hyperparameters``
-    overriding single fields, e.g. ``PPO("CartPole-v1", seed=1, learning_rate=1e-3)``.
+    ``env`` is a registered id (the algorithm's tuned preset for it applies, see
+    ``ppolab.config.PRESETS``), ``"module:Attr"``, an env instance, a zero-argument env factory,
+    or a vector env. Hyperparameters come from ``config`` (default: the preset) with
+    ``**hyperparameters`` overriding single fields, e.g. ``PPO("CartPole-v1", seed=1,
+    learning_rate=1e-3)``.
     """
 
-    algo = "ppo"
+    algo: ClassVar[str]
+    config_class: ClassVar[type[Config]]
+    update_class: ClassVar[type]  # (policy, config) -> an object with update(), STATS, state_dict()
+    registry: ClassVar[dict[str, type[Agent]]] = {}
 
-    def __init__(self, env: EnvSource, config: PPOConfig | None = None, **hyperparameters: Any) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Agent.registry[cls.algo] = cls
+
+    def __init__(self, env: EnvSource, config: Config | None = None, **hyperparameters: Any) -> None:
         if isinstance(env, str) and ":" not in env:
             env = resolve_env_id(env)
-        base = config if config is not None else preset(env if isinstance(env, str) else None)
+        if config is not None and not isinstance(config, self.config_class):
+            raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                              f"got a {type(config).__name__}")
+        base = config if config is not None else preset(env if isinstance(env, str) else None, self.algo)
         self.config = base.replace(**hyperparameters) if hyperparameters else base
         vec_env, info = make_vec_env(env, self.config.n_envs, self.config.vectorization,
                                      self.config.squash_actions)
@@ -53,7 +69,7 @@ class PPO:
         seed_everything(cfg.seed)
         self.env_info = info
         self.policy = ActorCritic(info.obs_shape, info.action, cfg)
-        self.algorithm = PPOUpdate(self.policy, cfg)
+        self.algorithm = self.update_class(self.policy, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.global_step = 0
         self.updates = 0
@@ -92,8 +108,8 @@ class PPO:
         ``config.stop_when_solved`` is False. Returns a :class:`~ppolab.train.TrainResult`.
         """
         if self.collector is None:
-            raise ModelFileError("this agent was loaded without an environment; "
-                                 "use PPO.load(path, env=...) to continue training")
+            raise ModelFileError("this agent was loaded without an environment; use "
+                                 f"{type(self).__name__}.load(path, env=...) to continue training")
         steps = self.config.total_steps if total_steps is None else int(total_steps)
         if steps < 1:
             raise ConfigError(f"invalid total_steps={steps}: must be an integer >= 1")
@@ -128,7 +144,7 @@ class PPO:
             "config": self.config.to_dict(),
             "env": self.env_info.to_dict(),
             "policy": self.policy.state_dict(),
-            "optimizer": self.algorithm.optimizer.state_dict(),
+            "optimizer": self.algorithm.state_dict(),
             "counters": {"global_step": self.global_step, "updates": self.updates,
                          "episodes": self.episode_count},
             "recent_episodes": {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths)},
@@ -139,16 +155,21 @@ class PPO:
         })
 
     @classmethod
-    def load(cls, path: str | Path, env: EnvSource | None = None) -> PPO:
-        """An agent from a model file (or a run directory holding ``model.pt``).
+    def load(cls, path: str | Path, env: EnvSource | None = None) -> Agent:
+        """An agent from a model file (or a run directory holding ``model.pt``). ``Agent.load``
+        (and ``ppolab.load``) returns whichever algorithm the file holds; ``PPO.load`` insists
+        on a PPO model.
 
         Without ``env`` the agent can ``predict``; with one it can also ``learn`` further.
         """
         data = modelfile.load(path)
-        if data.get("algo") != cls.algo:
-            raise ModelFileError(f"{path} holds a '{data.get('algo')}' model, not '{cls.algo}'")
+        algo = data.get("algo")
+        if cls is Agent and algo in Agent.registry:
+            cls = Agent.registry[algo]
+        elif algo != getattr(cls, "algo", None):
+            raise ModelFileError(f"{path} holds a '{algo}' model, not '{getattr(cls, 'algo', 'any known')}'")
         try:
-            config = PPOConfig.from_dict(data["config"])
+            config = cls.config_class.from_dict(data["config"])
             info = EnvInfo.from_dict(data["env"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: malformed model file ({exc})") from None
@@ -157,7 +178,7 @@ class PPO:
         agent._setup(info)
         try:
             agent.policy.load_state_dict(data["policy"])
-            agent.algorithm.optimizer.load_state_dict(data["optimizer"])
+            agent.algorithm.load_state_dict(data["optimizer"])
         except (KeyError, RuntimeError) as exc:
             raise ModelFileError(f"{path}: weights do not fit the network ({exc})") from None
         counters = data.get("counters", {})
@@ -194,3 +215,12 @@ class PPO:
     def close(self) -> None:
         if self.vec_env is not None:
             self.vec_env.close()
+
+
+class PPO(Agent):
+    """PPO (Schulman et al. 2017): clipped surrogate by default, or the adaptive KL penalty
+    (``policy_objective``); see :mod:`ppolab.algos.ppo`."""
+
+    algo = "ppo"
+    config_class = PPOConfig
+    update_class = PPOUpdate

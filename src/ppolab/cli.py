@@ -14,14 +14,27 @@ from ppolab import clock  # noqa: F401  (records the process start time first)
 
 
 def _hyperparameter_epilog() -> str:
-    from ppolab.config import PRESETS, field_help
+    from ppolab.config import CONFIG_CLASSES, PRESETS, field_help
 
-    lines = ["hyperparameters (--set key=value, or a YAML/JSON file with --config):"]
-    for name, (help_text, default) in field_help().items():
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        lines.append(f"  {name:<22} {help_text} [default: {shown}]")
+    def shown(default: object) -> object:
+        return ",".join(map(str, default)) if isinstance(default, tuple) else default
+
+    common = {k: v for k, v in field_help("ppo").items() if all(k in field_help(a) for a in CONFIG_CLASSES)}
+    lines = ["hyperparameters (--set key=value, or a YAML/JSON file with --config):", "", " every algorithm:"]
+    for name, (help_text, default) in common.items():
+        lines.append(f"  {name:<22} {help_text} [default: {shown(default)}]")
+    for algo in CONFIG_CLASSES:
+        lines += ["", f" --algo {algo} only:"]
+        for name, (help_text, default) in field_help(algo).items():
+            if name not in common:
+                lines.append(f"  {name:<22} {help_text} [default: {shown(default)}]")
+        changed = [f"{name}={shown(default)}" for name, (_, default) in field_help(algo).items()
+                   if name in common and default != common[name][1]]
+        if changed:
+            lines.append(f"  (its own defaults: {', '.join(changed)})")
     lines.append("")
-    lines.append("tuned presets replace the defaults for: " + ", ".join(PRESETS))
+    for algo, presets in PRESETS.items():
+        lines.append(f"tuned {algo} presets replace the defaults for: " + ", ".join(presets))
     lines.append("precedence: defaults < preset < --config < --set < --seed/--steps/--no-early-stop")
     return "\n".join(lines)
 
@@ -49,19 +62,21 @@ def _seed(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppolab",
-        description="Train, evaluate and study PPO agents on Gymnasium environments.",
+        description="Train, evaluate and study PPO and trust-region agents on Gymnasium environments.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser(
         "train", help="train an agent and write a run directory",
-        description="Train PPO on ENV_ID with a live progress bar. Writes a run directory with the "
+        description="Train an agent (PPO unless --algo says otherwise) on ENV_ID with a live progress "
+        "bar. Writes a run directory with the "
         "resolved config, metrics.csv, episodes.csv, TensorBoard events, model.pt, "
         "learning_curve.png and summary.json.",
         epilog=_hyperparameter_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("env_id", metavar="ENV_ID",
                        help="a Gymnasium id (e.g. CartPole-v1) or module:Attr naming an env class or factory")
+    train.add_argument("--algo", default="ppo", help="the algorithm (default: ppo; see below for each one's hyperparameters)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--steps", metavar="N",
                        help="environment steps to train for, e.g. 200000 or 2e5 (default: the preset's total_steps)")
@@ -89,30 +104,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ppolab.agent import PPO
-    from ppolab.config import load_config_file, parse_assignments, parse_value, preset
+    from ppolab.agent import Agent
+    from ppolab.config import config_class, load_config_file, parse_assignments, parse_value, preset
     from ppolab.envs import resolve_env_id
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter, check_can_create
 
+    algo = args.algo
+    cls = config_class(algo)  # an unknown --algo is a ConfigError naming the choices
     env_id = args.env_id if ":" in args.env_id else resolve_env_id(args.env_id)
     overrides: dict = {}
     if args.config:
-        overrides.update(load_config_file(args.config))
-    overrides.update(parse_assignments(args.set))
+        overrides.update(load_config_file(args.config, cls))
+    overrides.update(parse_assignments(args.set, cls))
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.steps is not None:
         overrides["total_steps"] = parse_value("--steps", args.steps, int)
     if args.no_early_stop:
         overrides["stop_when_solved"] = False
-    config = preset(env_id).replace(**overrides)  # validates every field
+    config = preset(env_id, algo).replace(**overrides)  # validates every field
 
-    name = args.name or f"{env_id.replace(':', '.').replace('/', '.')}-ppo-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or f"{env_id.replace(':', '.').replace('/', '.')}-{algo}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(args.out) / name
     check_can_create(run_dir)
-    agent = PPO(env_id, config=config)  # validates the environment and its spaces
-    reporter = RunReporter(run_dir, Progress(f"PPO {env_id}", quiet=args.quiet),
+    agent = Agent.registry[algo](env_id, config=config)  # validates the environment and its spaces
+    reporter = RunReporter(run_dir, Progress(f"{algo.upper()} {env_id}", quiet=args.quiet),
                            tensorboard=not args.no_tensorboard)
     try:
         reporter.create(agent)
@@ -120,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent.close()
         raise
     if not args.quiet:
-        print(f"training PPO on {env_id} (seed {config.seed}, {config.total_steps:,} steps) -> {run_dir}",
+        print(f"training {algo.upper()} on {env_id} (seed {config.seed}, {config.total_steps:,} steps) -> {run_dir}",
               file=sys.stderr)
     try:
         result = agent.learn(reporter=reporter)
@@ -145,10 +162,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ppolab.agent import PPO
+    from ppolab.agent import Agent
     from ppolab.evaluation import evaluate
 
-    agent = PPO.load(args.run_dir)
+    agent = Agent.load(args.run_dir)
     result = evaluate(agent, episodes=args.episodes, deterministic=args.deterministic,
                       seed=args.seed, video=args.video)
     mode = "deterministic" if args.deterministic else "stochastic"

@@ -13,12 +13,14 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ppolab.errors import ConfigError, did_you_mean
 
 ACTIVATIONS = ("tanh", "relu")
 VECTORIZATION_MODES = ("auto", "sync", "async", "vector_entry_point")
+ADVANTAGE_ESTIMATORS = ("gae", "td0", "nstep", "mc")
+POLICY_OBJECTIVES = ("clip", "kl_penalty", "none")
 
 
 def _f(default: Any, help: str) -> Any:
@@ -28,8 +30,9 @@ def _f(default: Any, help: str) -> Any:
 
 
 @dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyperparameters (Schulman et al. 2017), with the names CleanRL and SB3 users know."""
+class Config:
+    """What every algorithm shares: data collection, returns and advantages, normalization,
+    networks and run control. Each algorithm's config adds its own fields (PPOConfig, ...)."""
 
     # --- data collection
     n_envs: int = _f(8, "N: parallel environments in the vector env")
@@ -42,7 +45,11 @@ class PPOConfig:
     )
     # --- returns and advantages
     gamma: float = _f(0.99, "discount factor gamma in [0, 1]")
+    advantage_estimator: str = _f(
+        "gae", "gae | td0 | nstep | mc: GAE(lambda), one-step TD, n-step, or Monte-Carlo return minus V"
+    )
     gae_lambda: float = _f(0.95, "GAE lambda in [0, 1] (0: TD(0) advantages, 1: Monte-Carlo)")
+    n_step: int = _f(5, "n of the n-step estimator (advantage_estimator=nstep), >= 1")
     normalize_advantages: bool = _f(True, "normalize advantages per minibatch")
     normalize_observations: bool = _f(False, "running mean/std observation normalization (saved with the model)")
     observation_clip: float = _f(10.0, "clip normalized observations to +-this, > 0")
@@ -51,18 +58,9 @@ class PPOConfig:
     # --- optimization
     learning_rate: float = _f(2.5e-4, "Adam step size (eps=1e-5)")
     anneal_lr: bool = _f(True, "anneal the learning rate linearly to 0 over total_steps")
-    n_epochs: int = _f(4, "K: passes over each batch")
-    minibatch_size: int = _f(256, "samples per gradient step (<= n_envs * n_steps)")
-    clip_coef: float = _f(0.2, "epsilon of the clipped surrogate objective, > 0")
-    clip_value_loss: bool = _f(
-        False,
-        "clip the value update to +-clip_coef around the old estimate (off by default: with "
-        "unnormalized returns in the hundreds it stops the critic from learning)",
-    )
     ent_coef: float = _f(0.0, "entropy bonus coefficient c2, >= 0")
     vf_coef: float = _f(0.5, "value loss coefficient c1, >= 0")
     max_grad_norm: float = _f(0.5, "global gradient-norm clip, > 0")
-    target_kl: float | None = _f(None, "stop the epoch loop when approx KL exceeds this (none: off)")
     # --- networks
     hidden_sizes: tuple[int, ...] = _f((64, 64), "hidden layer widths, e.g. 64,64")
     activation: str = _f("tanh", "hidden activation: tanh | relu")
@@ -82,6 +80,9 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
+        self._validate()
+
+    def _validate(self) -> None:
         c = self
         _check(c.n_envs >= 1, "n_envs", c.n_envs, "an integer >= 1")
         _check(c.n_steps >= 1, "n_steps", c.n_steps, "an integer >= 1")
@@ -89,27 +90,19 @@ class PPOConfig:
         _check(c.vectorization in VECTORIZATION_MODES, "vectorization", c.vectorization,
                " | ".join(VECTORIZATION_MODES))
         _check(0.0 <= c.gamma <= 1.0, "gamma", c.gamma, "a number in [0, 1]")
+        _check(c.advantage_estimator in ADVANTAGE_ESTIMATORS, "advantage_estimator",
+               c.advantage_estimator, " | ".join(ADVANTAGE_ESTIMATORS))
         _check(0.0 <= c.gae_lambda <= 1.0, "gae_lambda", c.gae_lambda, "a number in [0, 1]")
+        _check(c.n_step >= 1, "n_step", c.n_step, "an integer >= 1")
         _check(c.observation_clip > 0, "observation_clip", c.observation_clip, "a number > 0")
         _check(c.reward_clip > 0, "reward_clip", c.reward_clip, "a number > 0")
         _check(c.learning_rate > 0 and math.isfinite(c.learning_rate), "learning_rate",
                c.learning_rate, "a finite number > 0")
-        _check(c.n_epochs >= 1, "n_epochs", c.n_epochs, "an integer >= 1")
-        _check(c.minibatch_size >= 1, "minibatch_size", c.minibatch_size, "an integer >= 1")
-        _check(
-            c.minibatch_size <= c.batch_size, "minibatch_size", c.minibatch_size,
-            f"at most the batch size n_envs * n_steps = {c.n_envs} * {c.n_steps} = "
-            f"{c.batch_size}; lower minibatch_size or raise n_envs or n_steps",
-        )
-        _check(c.clip_coef > 0 and math.isfinite(c.clip_coef), "clip_coef", c.clip_coef,
-               "a finite number > 0 (0.1-0.3 is usual)")
         _check(c.ent_coef >= 0 and math.isfinite(c.ent_coef), "ent_coef", c.ent_coef,
                "a finite number >= 0")
         _check(c.vf_coef >= 0 and math.isfinite(c.vf_coef), "vf_coef", c.vf_coef,
                "a finite number >= 0")
         _check(c.max_grad_norm > 0, "max_grad_norm", c.max_grad_norm, "a number > 0")
-        _check(c.target_kl is None or c.target_kl > 0, "target_kl", c.target_kl,
-               "a number > 0, or none to disable")
         _check(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
                "hidden_sizes", c.hidden_sizes, "one or more layer widths >= 1, e.g. 64,64")
         _check(c.activation in ACTIVATIONS, "activation", c.activation, " | ".join(ACTIVATIONS))
@@ -120,14 +113,23 @@ class PPOConfig:
         _check(c.rolling_window >= 1, "rolling_window", c.rolling_window, "an integer >= 1")
         _check(c.torch_threads >= 1, "torch_threads", c.torch_threads, "an integer >= 1")
 
+    def _check_minibatch(self, name: str) -> None:
+        size = getattr(self, name)
+        _check(size >= 1, name, size, "an integer >= 1")
+        _check(
+            size <= self.batch_size, name, size,
+            f"at most the batch size n_envs * n_steps = {self.n_envs} * {self.n_steps} = "
+            f"{self.batch_size}; lower {name} or raise n_envs or n_steps",
+        )
+
     @property
     def batch_size(self) -> int:
         """Transitions per rollout, T * N (a few of them are autoreset steps, not trained on)."""
         return self.n_envs * self.n_steps
 
-    def replace(self, **changes: Any) -> PPOConfig:
+    def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied (unknown keys are an error), validated again."""
-        _reject_unknown(changes)
+        _reject_unknown(changes, type(self))
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,19 +138,66 @@ class PPOConfig:
         return d
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PPOConfig:
-        _reject_unknown(values)
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        _reject_unknown(values, cls)
         return cls(**values)
 
 
-def field_help() -> dict[str, tuple[str, Any]]:
-    """``name -> (help, default)`` for every hyperparameter, in declaration order."""
-    return {f.name: (f.metadata["help"], f.default) for f in dataclasses.fields(PPOConfig)}
+@dataclass(frozen=True)
+class PPOConfig(Config):
+    """PPO (Schulman et al. 2017), with the names CleanRL and SB3 users know."""
+
+    n_epochs: int = _f(4, "K: passes over each batch")
+    minibatch_size: int = _f(256, "samples per gradient step (<= n_envs * n_steps)")
+    policy_objective: str = _f(
+        "clip", "clip | kl_penalty | none: clipped surrogate, adaptive KL penalty, or the plain "
+        "importance-sampled surrogate (an ablation)"
+    )
+    clip_coef: float = _f(0.2, "epsilon of the clipped surrogate objective, > 0")
+    kl_target: float = _f(0.01, "policy_objective=kl_penalty: d_targ, the KL the penalty steers towards, > 0")
+    kl_beta_init: float = _f(1.0, "policy_objective=kl_penalty: initial penalty coefficient beta, > 0")
+    clip_value_loss: bool = _f(
+        False,
+        "clip the value update to +-clip_coef around the old estimate (off by default: with "
+        "unnormalized returns in the hundreds it stops the critic from learning)",
+    )
+    target_kl: float | None = _f(None, "stop the epoch loop when approx KL exceeds this (none: off)")
+
+    def _validate(self) -> None:
+        super()._validate()
+        c = self
+        _check(c.n_epochs >= 1, "n_epochs", c.n_epochs, "an integer >= 1")
+        self._check_minibatch("minibatch_size")
+        _check(c.policy_objective in POLICY_OBJECTIVES, "policy_objective", c.policy_objective,
+               " | ".join(POLICY_OBJECTIVES))
+        _check(c.clip_coef > 0 and math.isfinite(c.clip_coef), "clip_coef", c.clip_coef,
+               "a finite number > 0 (0.1-0.3 is usual)")
+        _check(c.kl_target > 0 and math.isfinite(c.kl_target), "kl_target", c.kl_target, "a finite number > 0")
+        _check(c.kl_beta_init > 0 and math.isfinite(c.kl_beta_init), "kl_beta_init", c.kl_beta_init,
+               "a finite number > 0")
+        _check(c.target_kl is None or c.target_kl > 0, "target_kl", c.target_kl,
+               "a number > 0, or none to disable")
+
+
+CONFIG_CLASSES: dict[str, type[Config]] = {"ppo": PPOConfig}
+
+
+def config_class(algo: str) -> type[Config]:
+    """The config class of ``algo`` ('ppo', ...), or a ConfigError listing the algorithms."""
+    if algo not in CONFIG_CLASSES:
+        raise ConfigError(f"unknown algorithm '{algo}'{did_you_mean(algo, list(CONFIG_CLASSES))} "
+                          f"(one of: {', '.join(CONFIG_CLASSES)})")
+    return CONFIG_CLASSES[algo]
+
+
+def field_help(algo: str = "ppo") -> dict[str, tuple[str, Any]]:
+    """``name -> (help, default)`` for every hyperparameter of ``algo``, in declaration order."""
+    return {f.name: (f.metadata["help"], f.default) for f in dataclasses.fields(config_class(algo))}
 
 
 # Hyperparameters tuned on these machines for wall-clock time to solve with every seed solving
 # (see benchmarks/time_to_solve.py and the README's "Presets" section).
-PRESETS: dict[str, dict[str, Any]] = {
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
     "CartPole-v1": dict(
         n_envs=16, n_steps=32, total_steps=200_000, learning_rate=7e-3, n_epochs=8,
         minibatch_size=512, gamma=0.99, gae_lambda=0.9, ent_coef=0.0,
@@ -174,12 +223,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         minibatch_size=64, gamma=0.999, gae_lambda=0.95, clip_coef=0.18,
         normalize_observations=True, normalize_rewards=True,
     ),
-}
+}}
 
 
-def preset(env_id: str | None) -> PPOConfig:
-    """The tuned config for ``env_id`` if there is one, else the general defaults."""
-    return PPOConfig(**PRESETS.get(env_id or "", {}))
+def preset(env_id: str | None, algo: str = "ppo") -> Config:
+    """``algo``'s tuned config for ``env_id`` if there is one, else its defaults."""
+    return config_class(algo)(**PRESETS.get(algo, {}).get(env_id or "", {}))
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -187,17 +236,21 @@ def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"invalid {name}={value!r}: must be {allowed}")
 
 
-def _reject_unknown(values: dict[str, Any]) -> None:
-    known = [f.name for f in dataclasses.fields(PPOConfig)]
+def _reject_unknown(values: dict[str, Any], cls: type[Config]) -> None:
+    known = [f.name for f in dataclasses.fields(cls)]
+    algo = next((name for name, c in CONFIG_CLASSES.items() if c is cls), None)
     for key in values:
         if key not in known:
-            raise ConfigError(
-                f"unknown hyperparameter '{key}'{did_you_mean(key, known)} "
-                f"(run 'ppolab train --help' for the list)"
-            )
+            owners = [name for name, c in CONFIG_CLASSES.items()
+                      if c is not cls and key in {f.name for f in dataclasses.fields(c)}]
+            if owners:
+                raise ConfigError(f"hyperparameter '{key}' is not used by {algo}; it belongs to "
+                                  f"{' and '.join(owners)} (choose the algorithm with --algo)")
+            raise ConfigError(f"unknown hyperparameter '{key}'{did_you_mean(key, known)} "
+                              f"(run 'ppolab train --help' for the list)")
 
 
-def _coerce_fields(config: PPOConfig) -> None:
+def _coerce_fields(config: Config) -> None:
     """Turn strings and lists (from --set, YAML or JSON) into each field's declared type."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
@@ -264,7 +317,7 @@ def parse_value(name: str, value: Any, annotation: Any) -> Any:
     raise ConfigError(f"invalid {name}={value!r}: must be {what}")
 
 
-def parse_assignments(assignments: list[str]) -> dict[str, str]:
+def parse_assignments(assignments: list[str], cls: type[Config] = PPOConfig) -> dict[str, str]:
     """``["lr=1e-3", ...]`` from ``--set`` into a dict; keys are checked, values parsed later."""
     values: dict[str, str] = {}
     for item in assignments:
@@ -273,11 +326,11 @@ def parse_assignments(assignments: list[str]) -> dict[str, str]:
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set learning_rate=1e-3)")
         values[key] = value.strip()
-    _reject_unknown(values)
+    _reject_unknown(values, cls)
     return values
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
+def load_config_file(path: str | Path, cls: type[Config] = PPOConfig) -> dict[str, Any]:
     """Hyperparameters from a YAML (.yaml/.yml) or JSON file holding one mapping."""
     path = Path(path)
     try:
@@ -299,5 +352,5 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} must hold a mapping of hyperparameters, got {type(data).__name__}")
     data.pop("algo", None)
     data.pop("env_id", None)
-    _reject_unknown(data)
+    _reject_unknown(data, cls)
     return data

@@ -13,7 +13,7 @@ from ppolab.envs import make_single_env
 from ppolab.errors import ConfigError, VideoError
 
 if TYPE_CHECKING:
-    from ppolab.agent import PPO
+    from ppolab.agent import Agent
 
 
 @dataclass
@@ -31,7 +31,7 @@ class EvalResult:
 
 
 def evaluate(
-    agent: PPO, episodes: int = 10, deterministic: bool = False, seed: int = 1_000_000,
+    agent: Agent, episodes: int = 10, deterministic: bool = False, seed: int = 1_000_000,
     video: str | Path | None = None, env_id: str | None = None,
 ) -> EvalResult:
     """Run ``episodes`` full episodes of ``agent`` on a fresh env (seeded ``seed``, ``seed + 1``,

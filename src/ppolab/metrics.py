@@ -1,6 +1,8 @@
 """Where per-update diagnostics and finished episodes go: CSV files and TensorBoard.
 
-``metrics.csv`` has one row per update with the columns in :data:`METRIC_COLUMNS`;
+``metrics.csv`` has one row per update with the columns of :func:`metric_columns`: the loop's
+own (step, time, speed, learning rate, explained variance, episodes, rolling return) around the
+algorithm's statistics (its update class's ``STATS``);
 ``episodes.csv`` one row per finished episode. TensorBoard scalars are tagged
 ``train/<column>`` and ``episode/return``; the x axis is the environment step.
 """
@@ -14,12 +16,14 @@ from typing import Any
 
 from ppolab.rollout import Episode
 
-METRIC_COLUMNS = (
-    "update", "global_step", "wall_seconds", "sps", "learning_rate",
-    "policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_logr", "clip_fraction",
-    "explained_variance", "grad_norm", "epochs", "gradient_steps", "stopped_early",
-    "episodes", "rolling_return", "rolling_length",
-)
+_HEAD = ("update", "global_step", "wall_seconds", "sps", "learning_rate")
+_TAIL = ("explained_variance", "episodes", "rolling_return", "rolling_length")
+
+
+def metric_columns(stats: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics.csv columns for an algorithm whose update reports ``stats``."""
+    return _HEAD + stats + _TAIL
+
 EPISODE_COLUMNS = ("episode", "global_step", "wall_seconds", "return", "length")
 FLUSH_SECONDS = 5.0  # how stale the files on disk may be while training runs
 
@@ -29,10 +33,12 @@ class MetricsWriter:
     them at the first update and then at most every :data:`FLUSH_SECONDS`, so that the files
     can be followed while a long run trains (an update can take minutes)."""
 
-    def __init__(self, run_dir: Path, episodes_before: int = 0, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, columns: tuple[str, ...], episodes_before: int = 0,
+                 tensorboard: bool = True) -> None:
         self._metrics_file = open(run_dir / "metrics.csv", "a", newline="")
         self._episodes_file = open(run_dir / "episodes.csv", "a", newline="")
-        self._metrics = csv.DictWriter(self._metrics_file, METRIC_COLUMNS)
+        self.columns = columns
+        self._metrics = csv.DictWriter(self._metrics_file, columns)
         self._episodes = csv.writer(self._episodes_file)
         if self._metrics_file.tell() == 0:
             self._metrics.writeheader()
@@ -53,7 +59,7 @@ class MetricsWriter:
         self._metrics.writerow(row)
         if self._tb is not None:
             self._tb.write(row["global_step"], {
-                f"train/{key}": row[key] for key in METRIC_COLUMNS[2:]
+                f"train/{key}": row[key] for key in self.columns[2:]
                 if row.get(key) is not None and row[key] == row[key]
             })
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:

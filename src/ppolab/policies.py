@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ppolab.action_spaces import ActionSpec, PolicyDistribution
-from ppolab.config import PPOConfig
+from ppolab.config import Config
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
@@ -41,7 +41,7 @@ class ActorCritic(nn.Module):
     and the critic are separate networks (the default, as in the PPO paper's MuJoCo setup).
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], action: ActionSpec | int, config: PPOConfig) -> None:
+    def __init__(self, obs_shape: tuple[int, ...], action: ActionSpec | int, config: Config) -> None:
         super().__init__()
         if isinstance(action, int):  # n logits for Discrete(n)
             action = ActionSpec("discrete", nvec=(action,), start=(0,))

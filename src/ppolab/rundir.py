@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ppolab.errors import RunDirectoryError
-from ppolab.metrics import MetricsWriter
+from ppolab.metrics import MetricsWriter, metric_columns
 from ppolab.modelfile import atomic_write
 from ppolab.progress import Progress
 
 if TYPE_CHECKING:
-    from ppolab.agent import PPO
+    from ppolab.agent import Agent
     from ppolab.rollout import Episode
     from ppolab.train import TrainResult
 
@@ -51,14 +51,15 @@ class RunReporter:
         self.run_dir, self.progress, self.tensorboard = run_dir, progress, tensorboard
         self.writer: MetricsWriter | None = None
 
-    def create(self, agent: PPO) -> None:
+    def create(self, agent: Agent) -> None:
         check_can_create(self.run_dir)
         self.run_dir.mkdir(parents=True)
         config = {"algo": agent.algo, "env_id": agent.env_id, **agent.config.to_dict()}
         atomic_write(self.run_dir / "config.yaml", lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()))
 
-    def on_start(self, agent: PPO, total_steps: int) -> None:
-        self.writer = MetricsWriter(self.run_dir, agent.episode_count, tensorboard=self.tensorboard)
+    def on_start(self, agent: Agent, total_steps: int) -> None:
+        columns = metric_columns(agent.algorithm.STATS)
+        self.writer = MetricsWriter(self.run_dir, columns, agent.episode_count, tensorboard=self.tensorboard)
         self.progress.start(agent.global_step + total_steps, agent.global_step)
 
     def on_episodes(self, episodes: list[Episode]) -> None:
@@ -72,12 +73,12 @@ class RunReporter:
         self.writer.update(row)
         self.progress.advance(row["global_step"], row["rolling_return"], row["sps"])
 
-    def on_diverged(self, agent: PPO) -> str:
+    def on_diverged(self, agent: Agent) -> str:
         path = agent.save(self.run_dir / "model.pt")
         self.close()
         return f"; the last good model is saved at {path}"
 
-    def on_end(self, agent: PPO, result: TrainResult) -> None:
+    def on_end(self, agent: Agent, result: TrainResult) -> None:
         from ppolab.plots import learning_curve
 
         self.progress.advance(result.total_steps, result.final_mean_return_100, None)

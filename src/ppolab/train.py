@@ -2,7 +2,7 @@
 
     for each update k = 0 .. K-1:
         rollout  <- T steps in N envs with pi_theta_old           (ppolab.rollout)
-        A_hat, R <- GAE(lambda) over the rollout                   (ppolab.advantages)
+        A_hat, R <- advantage estimator over the rollout           (ppolab.advantages)
         theta    <- algorithm.update(valid transitions, lr_k)      (ppolab.algos.*)
         report diagnostics; stop early once solved
 """
@@ -24,17 +24,17 @@ from ppolab.errors import TrainingDivergedError
 from ppolab.rollout import Episode, to_batch
 
 if TYPE_CHECKING:
-    from ppolab.agent import PPO
+    from ppolab.agent import Agent
 
 
 class Reporter(Protocol):
     """What the loop tells the outside world (run directory, progress bar); all optional."""
 
-    def on_start(self, agent: PPO, total_steps: int) -> None: ...
+    def on_start(self, agent: Agent, total_steps: int) -> None: ...
     def on_episodes(self, episodes: list[Episode]) -> None: ...
     def on_update(self, row: dict[str, Any]) -> None: ...
-    def on_diverged(self, agent: PPO) -> str: ...
-    def on_end(self, agent: PPO, result: TrainResult) -> None: ...
+    def on_diverged(self, agent: Agent) -> str: ...
+    def on_end(self, agent: Agent, result: TrainResult) -> None: ...
 
 
 @dataclass
@@ -65,7 +65,7 @@ def rolling_mean(values: deque[float]) -> float | None:
 
 
 def train(
-    agent: PPO,
+    agent: Agent,
     total_steps: int,
     reporter: Reporter | None = None,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
@@ -104,9 +104,9 @@ def train(
         if solved_at_step is not None and cfg.stop_when_solved:
             break
 
-        advantages = adv_lib.gae(
-            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
-            rollout.episode_end, cfg.gamma, cfg.gae_lambda,
+        advantages = adv_lib.estimate_advantages(
+            cfg.advantage_estimator, rollout.rewards, rollout.values, rollout.next_values,
+            rollout.terminated, rollout.episode_end, cfg.gamma, cfg.gae_lambda, cfg.n_step,
         )
         returns = adv_lib.value_targets(advantages, rollout.values)
         batch = to_batch(rollout, advantages, returns)

@@ -27,10 +27,18 @@ _STATS = ("policy_loss", "value_loss", "entropy", "approx_kl_logr", "approx_kl",
 class PPOUpdate:
     """Owns the optimizer state; :meth:`update` turns one batch into one policy improvement."""
 
+    STATS = _STATS + ("epochs", "gradient_steps", "stopped_early")
+
     def __init__(self, policy: ActorCritic, config: PPOConfig) -> None:
         self.policy, self.config = policy, config
         self.params, self.grads = flatten_parameters(policy)
         self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=1e-5)
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
 
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         """Run the epochs over ``batch`` at learning rate ``lr``; returns the mean diagnostics.
