@@ -90,3 +90,29 @@ def test_gaussian_log_std_is_learned_and_initialized_from_config():
     agent.learn(256)
     assert not torch.allclose(agent.policy.log_std, torch.full((2,), -0.5))
     agent.close()
+
+
+@pytest.mark.parametrize("space, squash", [
+    (gym.spaces.Discrete(4), False),
+    (gym.spaces.MultiDiscrete([3, 2]), False),
+    (gym.spaces.Box(-1.0, 1.0, (2,)), False),
+    (gym.spaces.Box(-1.0, 1.0, (2,)), True),
+])
+def test_policy_kl_against_torch_distributions(space, squash):
+    """PolicyDistribution.kl is the exact KL(old || new), per state, for every action space."""
+    spec = ActionSpec.from_space(space, squash=squash)
+    dist = PolicyDistribution(spec)
+    g = torch.Generator().manual_seed(0)
+    old_head, head = torch.randn(5, spec.head_dim, generator=g), torch.randn(5, spec.head_dim, generator=g)
+    old_log_std, log_std = torch.randn(spec.head_dim, generator=g) * 0.3, torch.randn(spec.head_dim, generator=g) * 0.3
+    got = dist.kl(old_head, old_log_std, head, log_std)
+    td = torch.distributions
+    if spec.kind == "box":
+        expected = td.kl_divergence(td.Normal(old_head, old_log_std.exp()), td.Normal(head, log_std.exp())).sum(-1)
+    else:
+        sizes = [space.n] if spec.kind == "discrete" else list(space.nvec)
+        expected = sum(td.kl_divergence(td.Categorical(logits=a), td.Categorical(logits=b))
+                       for a, b in zip(old_head.split(sizes, -1), head.split(sizes, -1)))
+    assert got.shape == (5,)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(dist.kl(head, log_std, head, log_std), torch.zeros(5), atol=1e-6)

@@ -194,3 +194,19 @@ def test_explained_variance_by_hand():
 def test_explained_variance_is_nan_for_constant_targets():
     target = torch.full((5,), 2.0)
     assert math.isnan(losses.explained_variance(torch.zeros(5), target).item())
+
+
+def test_surrogate_and_kl_penalized_surrogate_by_hand():
+    new = torch.log(torch.tensor([0.5, 0.2]))
+    old = torch.log(torch.tensor([0.25, 0.4]))  # ratios 2.0 and 0.5
+    adv = torch.tensor([1.0, -2.0])
+    # -E[r A] = -(2 * 1 + 0.5 * -2) / 2 = -0.5
+    assert losses.surrogate(new, old, adv).item() == pytest.approx(-0.5)
+    kl = torch.tensor([0.1, 0.3])
+    assert losses.kl_penalized_surrogate(new, old, adv, kl, beta=2.0).item() == pytest.approx(-0.5 + 2.0 * 0.2)
+
+
+@pytest.mark.parametrize("kl, expected", [(0.001, 0.5), (0.0066, 0.5), (0.0067, 1.0), (0.01, 1.0),
+                                          (0.015, 1.0), (0.0151, 2.0), (0.5, 2.0)])
+def test_adapt_kl_beta(kl, expected):
+    assert losses.adapt_kl_beta(1.0, kl, kl_target=0.01) == expected

@@ -97,3 +97,46 @@ def test_constant_learning_rate_without_annealing():
     finally:
         agent.close()
     assert rates == [1e-3] * 4
+
+
+# --------------------------------------------------------------------------- PPO-KL and no clipping
+
+
+@pytest.mark.parametrize("lr, expected", [(1e-6, 0.5), (1e-1, 2.0)], ids=["barely-moved", "moved-far"])
+def test_kl_penalty_beta_adapts_in_the_right_direction(lr, expected):
+    """beta halves when the update's KL is below kl_target / 1.5 and doubles above 1.5 kl_target."""
+    policy, update, config = setup(policy_objective="kl_penalty", kl_target=0.01, kl_beta_init=1.0)
+    stats = update.update(make_batch(policy), lr=lr, generator=torch.Generator().manual_seed(0))
+    assert stats["kl_beta"] == 1.0  # the coefficient this update used
+    assert update.kl_beta == expected * config.kl_beta_init
+
+
+def test_kl_penalty_holds_the_policy_closer_than_no_penalty():
+    """A large beta keeps the policy nearer pi_old than the unconstrained surrogate does."""
+    moved = {}
+    for objective, beta in (("none", 1.0), ("kl_penalty", 100.0)):
+        policy, update, _ = setup(policy_objective=objective, kl_beta_init=beta)
+        batch = make_batch(policy)
+        before = prob_of_action0(policy, batch.observations)
+        update.update(batch, lr=1e-2, generator=torch.Generator().manual_seed(0))
+        moved[objective] = prob_of_action0(policy, batch.observations) - before
+    assert moved["none"] > moved["kl_penalty"] > 0.0, moved
+
+
+def test_no_clipping_moves_further_than_clipping():
+    moved = {}
+    for objective in ("clip", "none"):
+        policy, update, _ = setup(policy_objective=objective, clip_coef=0.05)
+        batch = make_batch(policy)
+        before = prob_of_action0(policy, batch.observations)
+        update.update(batch, lr=1e-2, generator=torch.Generator().manual_seed(0))
+        moved[objective] = prob_of_action0(policy, batch.observations) - before
+    assert moved["none"] > moved["clip"] > 0.0, moved
+
+
+def test_kl_beta_survives_save_and_load():
+    policy, update, _ = setup(policy_objective="kl_penalty")
+    update.kl_beta = 0.125
+    _, other, _ = setup(policy_objective="kl_penalty")
+    other.load_state_dict(update.state_dict())
+    assert other.kl_beta == 0.125

@@ -126,6 +126,19 @@ class PolicyDistribution:
         log_std = log_std.expand_as(head)
         return self._box_log_prob(head, log_std, actions), D.gaussian_entropy(log_std)
 
+    def kl(self, old_head: torch.Tensor, old_log_std: torch.Tensor | None, head: torch.Tensor,
+           log_std: torch.Tensor | None) -> torch.Tensor:
+        """Exact per-state D_KL(pi_old(.|s) || pi(.|s)) (TRPO's constraint, PPO-KL's penalty).
+        For tanh-squashed actions it is the KL of the Gaussians before the squash: a bijection
+        applied to both distributions leaves the KL unchanged."""
+        if self.kind == "discrete":
+            return D.kl(D.log_softmax(old_head), D.log_softmax(head))
+        if self.kind == "multidiscrete":
+            nvec = self.spec.nvec
+            pairs = zip(D.multi_log_softmax(old_head, nvec), D.multi_log_softmax(head, nvec))
+            return sum(D.kl(old, new) for old, new in pairs)
+        return D.gaussian_kl(old_head, old_log_std.expand_as(old_head), head, log_std.expand_as(head))
+
     def mode(self, head: torch.Tensor) -> torch.Tensor:
         """The most likely action (deterministic evaluation): argmax, or the Gaussian mean."""
         if self.kind == "discrete":

@@ -24,6 +24,32 @@ def clipped_surrogate(
     return -torch.minimum(unclipped, clipped).mean()
 
 
+def surrogate(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """-L^CPI(theta) = -E[r_t A_hat_t]: the importance-sampled surrogate of conservative policy
+    iteration, with no clipping (PPO's "no clipping or penalty" ablation; TRPO maximizes it under
+    a KL constraint; at theta = theta_old its gradient is the policy gradient)."""
+    return -(torch.exp(log_prob_new - log_prob_old) * advantages).mean()
+
+
+def kl_penalized_surrogate(
+    log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor,
+    kl: torch.Tensor, beta: float,
+) -> torch.Tensor:
+    """-L^KLPEN(theta) = -E[r_t A_hat_t - beta KL[pi_old(.|s_t), pi_theta(.|s_t)]] (PPO paper,
+    section 4), with ``kl`` the exact per-state KL."""
+    return surrogate(log_prob_new, log_prob_old, advantages) + beta * kl.mean()
+
+
+def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
+    """The PPO paper's adaptive penalty: after an update with mean KL d, halve beta if
+    d < d_targ / 1.5 (the policy barely moved), double it if d > 1.5 d_targ, else keep it."""
+    if kl < kl_target / 1.5:
+        return beta / 2.0
+    if kl > kl_target * 1.5:
+        return beta * 2.0
+    return beta
+
+
 def value_loss(
     values_new: torch.Tensor, values_old: torch.Tensor, returns: torch.Tensor, clip_coef: float | None
 ) -> torch.Tensor:

@@ -1,10 +1,17 @@
-"""PPO-Clip (Schulman et al. 2017): K epochs of minibatch Adam on the clipped surrogate.
+"""PPO (Schulman et al. 2017): K epochs of minibatch Adam on a surrogate objective.
 
 Per minibatch it minimizes
 
-    L(theta) = -L^CLIP(theta) + c1 * L^VF(theta) - c2 * E[H[pi_theta(.|s_t)]]
+    L(theta) = -L^POL(theta) + c1 * L^VF(theta) - c2 * E[H[pi_theta(.|s_t)]]
 
-with per-minibatch advantage normalization, the optionally clipped value loss, and a global
+where L^POL is chosen by ``policy_objective``:
+
+    clip        L^CLIP   = E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]        (PPO-Clip)
+    kl_penalty  L^KLPEN  = E[r_t A_t - beta KL[pi_old(.|s_t), pi_theta(.|s_t)]]     (PPO-KL)
+    none        L^CPI    = E[r_t A_t]                          (the paper's no-clipping ablation)
+
+For PPO-KL, beta adapts after every update towards ``kl_target`` (``losses.adapt_kl_beta``).
+With per-minibatch advantage normalization, the optionally clipped value loss, and a global
 gradient-norm clip. With ``target_kl`` set, the epoch loop stops at the first minibatch whose
 approximate KL to pi_old exceeds it (before that minibatch's step).
 """
@@ -24,21 +31,45 @@ from ppolab.rollout import Batch
 _STATS = ("policy_loss", "value_loss", "entropy", "approx_kl_logr", "approx_kl", "clip_fraction", "grad_norm")
 
 
+def _policy_loss(c: PPOConfig, new_logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+                 kl: torch.Tensor | None, beta: float) -> torch.Tensor:
+    if c.policy_objective == "clip":
+        return losses.clipped_surrogate(new_logp, old_logp, advantages, c.clip_coef)
+    if c.policy_objective == "kl_penalty":
+        return losses.kl_penalized_surrogate(new_logp, old_logp, advantages, kl, beta)
+    return losses.surrogate(new_logp, old_logp, advantages)
+
+
 class PPOUpdate:
     """Owns the optimizer state; :meth:`update` turns one batch into one policy improvement."""
 
-    STATS = _STATS + ("epochs", "gradient_steps", "stopped_early")
+    STATS = _STATS + ("kl_beta", "epochs", "gradient_steps", "stopped_early")
 
     def __init__(self, policy: ActorCritic, config: PPOConfig) -> None:
         self.policy, self.config = policy, config
         self.params, self.grads = flatten_parameters(policy)
         self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=1e-5)
+        self.kl_beta = config.kl_beta_init  # used by policy_objective=kl_penalty only
 
     def state_dict(self) -> dict:
-        return self.optimizer.state_dict()
+        return {**self.optimizer.state_dict(), "kl_beta": self.kl_beta}
 
     def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self.kl_beta = float(state.pop("kl_beta", self.config.kl_beta_init))
         self.optimizer.load_state_dict(state)
+
+    def _old_distribution(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """pi_old's head for every sample and its log-std (the policy before this update)."""
+        with torch.no_grad():
+            head, _ = self.policy(batch.observations)
+        log_std = self.policy.log_std
+        return head, None if log_std is None else log_std.detach().clone()
+
+    def _mean_kl(self, batch: Batch, old_head: torch.Tensor, old_log_std: torch.Tensor | None) -> float:
+        with torch.no_grad():
+            head, _ = self.policy(batch.observations)
+            return self.policy.distribution.kl(old_head, old_log_std, head, self.policy.log_std).mean().item()
 
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         """Run the epochs over ``batch`` at learning rate ``lr``; returns the mean diagnostics.
@@ -52,11 +83,16 @@ class PPOUpdate:
         n_minibatches = max(1, min(n, round(c.batch_size / c.minibatch_size)))
         bounds = [n * i // n_minibatches for i in range(n_minibatches + 1)]
         vclip = c.clip_coef if c.clip_value_loss else None
+        penalized = c.policy_objective == "kl_penalty"
+        old_head_all, old_log_std = self._old_distribution(batch) if penalized else (None, None)
+        beta = self.kl_beta if penalized else 0.0
         history: list[torch.Tensor] = []
         epochs_done = 0
         stopped_early = False
         for _ in range(c.n_epochs):
-            shuffled = batch[torch.randperm(n, generator=generator)]  # minibatches are slices
+            order = torch.randperm(n, generator=generator)
+            shuffled = batch[order]  # minibatches are slices
+            old_heads = old_head_all[order] if penalized else None
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
                 head, values = policy(mb.observations)
@@ -69,7 +105,9 @@ class PPOUpdate:
                 if c.target_kl is not None and kl.item() > c.target_kl:
                     stopped_early = True
                     break
-                pg_loss = losses.clipped_surrogate(new_logp, mb.log_probs, advantages, c.clip_coef)
+                exact_kl = (policy.distribution.kl(old_heads[lo:hi], old_log_std, head, policy.log_std)
+                            if penalized else None)
+                pg_loss = _policy_loss(c, new_logp, mb.log_probs, advantages, exact_kl, beta)
                 v_loss = losses.value_loss(values, mb.values, mb.returns, vclip)
                 ent = entropy.mean()
                 loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * ent
@@ -92,6 +130,9 @@ class PPOUpdate:
         steps = len(history)
         totals = torch.stack(history).mean(0) if history else torch.zeros(len(_STATS))
         stats = dict(zip(_STATS, totals.tolist()))
+        stats["kl_beta"] = beta  # the coefficient this update used
+        if penalized:
+            self.kl_beta = losses.adapt_kl_beta(beta, self._mean_kl(batch, old_head_all, old_log_std), c.kl_target)
         stats["epochs"] = float(epochs_done)
         stats["gradient_steps"] = float(steps)
         stats["stopped_early"] = float(stopped_early)
