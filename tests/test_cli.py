@@ -393,3 +393,33 @@ def test_lunarlander_v2_resolves_to_v3_with_one_notice(run_cli, tmp_path):
     assert config["gamma"] == pytest.approx(0.999)  # the LunarLander-v3 preset applies
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["env_id"] == "LunarLander-v3" and summary["total_steps"] == 256
+
+
+@pytest.mark.parametrize("algo", ["trpo", "a2c", "vpg"])
+def test_train_and_eval_with_another_algorithm(run_cli, tmp_path, algo):
+    """--algo picks the agent: its config fields, its metrics columns, and eval loads it back."""
+    from ppolab import Agent
+
+    proc = run_cli(["train", "CartPole-v1", "--algo", algo, "--steps", 1024, "--out", tmp_path,
+                    "--set", "n_envs=4", "--set", "n_steps=64", "--quiet", "--no-tensorboard"])
+    assert_ok(proc)
+    (run,) = tmp_path.iterdir()
+    assert f"-{algo}-s0-" in run.name
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["algo"] == algo and config["n_steps"] == 64
+    cls = Agent.registry[algo]
+    assert set(cls.config_class().to_dict()) == set(config) - {"algo", "env_id"}
+    columns, rows = read_csv(run / "metrics.csv")
+    assert columns == list(metric_columns(cls.update_class.STATS)) and len(rows) == 4
+    assert json.loads((run / "summary.json").read_text())["algo"] == algo
+    proc = run_cli(["eval", run, "--episodes", 2, "--deterministic"])
+    assert_ok(proc)
+    assert parse_eval(proc.stdout, 2)[0] >= 8
+
+
+def test_unknown_algo_and_misplaced_hyperparameters_are_one_line_errors(run_cli, tmp_path):
+    proc = run_cli(["train", "CartPole-v1", "--algo", "trop", "--out", tmp_path])
+    assert proc.returncode == 2 and "unknown algorithm 'trop'" in proc.stderr and "trpo" in proc.stderr
+    proc = run_cli(["train", "CartPole-v1", "--algo", "trpo", "--set", "clip_coef=0.1", "--out", tmp_path])
+    assert proc.returncode == 2 and "belongs to ppo" in proc.stderr
+    assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())

@@ -205,3 +205,36 @@ def test_clip_grad_norm_by_hand():
     norm = clip_grad_norm_(g, 1.0)
     assert norm.item() == pytest.approx(5.0)
     assert g.tolist() == pytest.approx([0.6, 0.8], rel=1e-5)
+
+
+def test_flat_rmsprop_matches_torch_rmsprop_step_for_step():
+    from ppolab.optim import FlatRMSprop
+
+    lr = 1e-3
+    ours, theirs = make_mlp(), make_mlp()
+    params, grads = flatten_parameters(ours)
+    opt = FlatRMSprop(params, grads, lr=lr, alpha=0.99, eps=1e-5)
+    torch_opt = torch.optim.RMSprop(theirs.parameters(), lr=lr, alpha=0.99, eps=1e-5)
+    initial = params.clone()
+    x, y = data()
+    for step in range(20):
+        opt.zero_grad()
+        loss_fn(ours, x, y, step).backward()
+        opt.step()
+        torch_opt.zero_grad()
+        loss_fn(theirs, x, y, step).backward()
+        torch_opt.step()
+        assert torch.allclose(params, flat_of(theirs), atol=1e-6, rtol=0), step
+    assert (params - initial).abs().max() > 1e-2
+
+
+def test_flatten_a_subset_of_parameters():
+    model = make_mlp()
+    first = list(model[0].parameters())
+    params, grads = flatten_parameters(first)
+    assert params.numel() == 4 * 16 + 16
+    values = torch.linspace(-0.1, 0.1, params.numel())
+    params.copy_(values)  # in place: the layer follows
+    assert model[0].bias[0].item() == values[4 * 16].item()
+    model(torch.ones(2, 4)).sum().backward()
+    assert grads.abs().sum() > 0 and model[2].weight.grad is not None  # the others keep their own

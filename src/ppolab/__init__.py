@@ -15,14 +15,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ppolab.agent import PPO, Agent
+    from ppolab.agent import A2C, PPO, TRPO, VPG, Agent
     from ppolab.config import PPOConfig
     from ppolab.evaluation import evaluate
 
-__all__ = ["Agent", "PPO", "PPOConfig", "evaluate", "load"]
+__all__ = ["A2C", "Agent", "PPO", "PPOConfig", "TRPO", "VPG", "evaluate", "load"]
 __version__ = "0.1.0"
 
-_LAZY = {"Agent": "ppolab.agent", "PPO": "ppolab.agent", "PPOConfig": "ppolab.config", "evaluate": "ppolab.evaluation"}
+_LAZY = {"Agent": "ppolab.agent", "PPO": "ppolab.agent", "TRPO": "ppolab.agent", "A2C": "ppolab.agent",
+         "VPG": "ppolab.agent", "PPOConfig": "ppolab.config", "evaluate": "ppolab.evaluation"}
 
 
 def __getattr__(name: str) -> Any:

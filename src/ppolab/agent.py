@@ -15,8 +15,11 @@ import numpy as np
 import torch
 
 from ppolab import modelfile
+from ppolab.algos.a2c import A2CUpdate
 from ppolab.algos.ppo import PPOUpdate
-from ppolab.config import Config, PPOConfig, preset
+from ppolab.algos.trpo import TRPOUpdate
+from ppolab.algos.vpg import VPGUpdate
+from ppolab.config import A2CConfig, Config, PPOConfig, TRPOConfig, VPGConfig, preset
 from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
 from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
@@ -224,3 +227,29 @@ class PPO(Agent):
     algo = "ppo"
     config_class = PPOConfig
     update_class = PPOUpdate
+
+
+class TRPO(Agent):
+    """TRPO (Schulman et al. 2015): natural-gradient steps inside a KL trust region; see
+    :mod:`ppolab.algos.trpo`."""
+
+    algo = "trpo"
+    config_class = TRPOConfig
+    update_class = TRPOUpdate
+
+
+class A2C(Agent):
+    """A2C (Mnih et al. 2016, synchronous): one actor-critic gradient step per short rollout;
+    see :mod:`ppolab.algos.a2c`."""
+
+    algo = "a2c"
+    config_class = A2CConfig
+    update_class = A2CUpdate
+
+
+class VPG(Agent):
+    """Vanilla policy gradient (REINFORCE with a learned baseline); see :mod:`ppolab.algos.vpg`."""
+
+    algo = "vpg"
+    config_class = VPGConfig
+    update_class = VPGUpdate

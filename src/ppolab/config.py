@@ -21,6 +21,7 @@ ACTIVATIONS = ("tanh", "relu")
 VECTORIZATION_MODES = ("auto", "sync", "async", "vector_entry_point")
 ADVANTAGE_ESTIMATORS = ("gae", "td0", "nstep", "mc")
 POLICY_OBJECTIVES = ("clip", "kl_penalty", "none")
+OPTIMIZERS = ("rmsprop", "adam")
 
 
 def _f(default: Any, help: str) -> Any:
@@ -179,7 +180,83 @@ class PPOConfig(Config):
                "a number > 0, or none to disable")
 
 
-CONFIG_CLASSES: dict[str, type[Config]] = {"ppo": PPOConfig}
+@dataclass(frozen=True)
+class CriticFitConfig(Config):
+    """For algorithms that fit V with its own optimizer after the policy step (TRPO, VPG):
+    ``vf_epochs`` passes of Adam over the batch in minibatches of ``vf_minibatch_size``."""
+
+    vf_learning_rate: float = _f(1e-3, "Adam step size of the value function's own optimizer")
+    vf_epochs: int = _f(5, "passes over each batch when fitting the value function")
+    vf_minibatch_size: int = _f(64, "samples per value-function gradient step (<= n_envs * n_steps)")
+
+    def _validate(self) -> None:
+        super()._validate()
+        _check(self.vf_learning_rate > 0 and math.isfinite(self.vf_learning_rate), "vf_learning_rate",
+               self.vf_learning_rate, "a finite number > 0")
+        _check(self.vf_epochs >= 1, "vf_epochs", self.vf_epochs, "an integer >= 1")
+        self._check_minibatch("vf_minibatch_size")
+        _check(not self.shared_trunk, "shared_trunk", self.shared_trunk,
+               "false: this algorithm steps the policy and fits the value function separately")
+
+
+@dataclass(frozen=True)
+class TRPOConfig(CriticFitConfig):
+    """TRPO (Schulman et al. 2015). The policy's step size is set by ``max_kl``, not by
+    ``learning_rate`` (which this algorithm does not use)."""
+
+    n_steps: int = _f(512, "T: steps per environment per rollout (batch = T * N)")
+    max_kl: float = _f(0.01, "delta: the trust region, a bound on the mean KL(pi_old || pi_new), > 0")
+    cg_iters: int = _f(10, "conjugate-gradient iterations for x ~= H^-1 g, >= 1")
+    cg_damping: float = _f(0.1, "damping added to the Fisher-vector products (H + damping I), >= 0")
+    line_search_steps: int = _f(10, "backtracking steps before the update is rejected, >= 1")
+    backtrack_coef: float = _f(0.8, "step shrink factor per backtracking step, in (0, 1)")
+
+    def _validate(self) -> None:
+        super()._validate()
+        c = self
+        _check(c.max_kl > 0 and math.isfinite(c.max_kl), "max_kl", c.max_kl, "a finite number > 0")
+        _check(c.cg_iters >= 1, "cg_iters", c.cg_iters, "an integer >= 1")
+        _check(c.cg_damping >= 0 and math.isfinite(c.cg_damping), "cg_damping", c.cg_damping,
+               "a finite number >= 0")
+        _check(c.line_search_steps >= 1, "line_search_steps", c.line_search_steps, "an integer >= 1")
+        _check(0 < c.backtrack_coef < 1, "backtrack_coef", c.backtrack_coef, "a number in (0, 1)")
+
+
+@dataclass(frozen=True)
+class VPGConfig(CriticFitConfig):
+    """Vanilla policy gradient: REINFORCE with a learned baseline (Williams 1992; Sutton et al.
+    2000). One Adam step on the policy per rollout at ``learning_rate``, then the value fit."""
+
+    advantage_estimator: str = _f(
+        "mc", "gae | td0 | nstep | mc: GAE(lambda), one-step TD, n-step, or Monte-Carlo return minus V"
+    )
+    n_steps: int = _f(512, "T: steps per environment per rollout (batch = T * N)")
+    learning_rate: float = _f(3e-3, "Adam step size of the policy")
+
+
+@dataclass(frozen=True)
+class A2CConfig(Config):
+    """A2C (Mnih et al. 2016, synchronous): one gradient step per rollout on the joint
+    actor-critic loss."""
+
+    n_steps: int = _f(5, "T: steps per environment per rollout (batch = T * N)")
+    gae_lambda: float = _f(1.0, "GAE lambda in [0, 1] (1 with short rollouts: A2C's n-step returns)")
+    normalize_advantages: bool = _f(False, "normalize advantages per minibatch")
+    learning_rate: float = _f(7e-4, "step size of the optimizer")
+    anneal_lr: bool = _f(False, "anneal the learning rate linearly to 0 over total_steps")
+    optimizer: str = _f("rmsprop", "rmsprop | adam")
+    rmsprop_alpha: float = _f(0.99, "RMSprop's smoothing constant alpha in (0, 1)")
+    optimizer_eps: float = _f(1e-5, "epsilon of the optimizer's denominator, > 0")
+
+    def _validate(self) -> None:
+        super()._validate()
+        c = self
+        _check(c.optimizer in OPTIMIZERS, "optimizer", c.optimizer, " | ".join(OPTIMIZERS))
+        _check(0 < c.rmsprop_alpha < 1, "rmsprop_alpha", c.rmsprop_alpha, "a number in (0, 1)")
+        _check(c.optimizer_eps > 0, "optimizer_eps", c.optimizer_eps, "a number > 0")
+
+
+CONFIG_CLASSES: dict[str, type[Config]] = {"ppo": PPOConfig, "trpo": TRPOConfig, "a2c": A2CConfig, "vpg": VPGConfig}
 
 
 def config_class(algo: str) -> type[Config]:

@@ -24,6 +24,13 @@ def clipped_surrogate(
     return -torch.minimum(unclipped, clipped).mean()
 
 
+def policy_gradient_loss(log_prob: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """-E[log pi_theta(a_t|s_t) A_hat_t]: its gradient is the policy-gradient estimate
+    -E[grad log pi_theta(a_t|s_t) A_hat_t] (REINFORCE with a baseline, A2C). Only the gradient
+    means anything; the value is not an objective's."""
+    return -(log_prob * advantages).mean()
+
+
 def surrogate(log_prob_new: torch.Tensor, log_prob_old: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     """-L^CPI(theta) = -E[r_t A_hat_t]: the importance-sampled surrogate of conservative policy
     iteration, with no clipping (PPO's "no clipping or penalty" ablation; TRPO maximizes it under

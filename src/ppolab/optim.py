@@ -1,27 +1,30 @@
-"""Adam over one flat parameter vector, and global gradient-norm clipping.
+"""Adam and RMSprop over one flat parameter vector, and global gradient-norm clipping.
 
 Why not ``torch.optim.Adam``: constructing any ``torch.optim`` optimizer imports
 ``torch._dynamo``, about one second of start-up on these machines, a fifth of the five-second
 CartPole target. Keeping every parameter and gradient as a view into one flat buffer also makes
 the update and the global norm a handful of tensor ops instead of a loop over layers. The update
 is Adam exactly (Kingma & Ba 2015, Algorithm 1); ``tests/test_optim.py`` checks it step for step
-against ``torch.optim.Adam``.
+against ``torch.optim.Adam`` (and RMSprop against ``torch.optim.RMSprop``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 
 
-def flatten_parameters(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Re-home ``module``'s parameters and gradients as views into two flat buffers.
+def flatten_parameters(parameters: nn.Module | Iterable[nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-home the parameters (of a module, or a list of them) and their gradients as views
+    into two flat buffers.
 
-    Returns ``(params, grads)``; ``loss.backward()`` accumulates into ``grads`` in place.
+    Returns ``(params, grads)``; ``loss.backward()`` accumulates into ``grads`` in place, and
+    writing into ``params`` in place (``params.copy_(theta)``) sets every parameter at once.
     """
-    parameters = list(module.parameters())
+    parameters = list(parameters.parameters() if isinstance(parameters, nn.Module) else parameters)
     total = sum(p.numel() for p in parameters)
     flat = torch.empty(total, dtype=parameters[0].dtype)
     flat_grad = torch.zeros(total, dtype=parameters[0].dtype)
@@ -73,6 +76,38 @@ class FlatAdam:
     def load_state_dict(self, state: dict) -> None:
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        self.step_count = int(state["step"])
+        self.lr = float(state["lr"])
+
+
+class FlatRMSprop:
+    """RMSprop (Tieleman and Hinton 2012; A2C's optimizer) on a flat vector, as torch.optim.RMSprop
+    without momentum or centering:
+
+        v <- alpha v + (1 - alpha) g^2;   theta <- theta - lr * g / (sqrt(v) + eps)
+    """
+
+    def __init__(self, params: torch.Tensor, grads: torch.Tensor, lr: float, alpha: float = 0.99,
+                 eps: float = 1e-5) -> None:
+        self.params, self.grads = params, grads
+        self.lr, self.alpha, self.eps = lr, alpha, eps
+        self.square_avg = torch.zeros_like(params)
+        self.step_count = 0
+
+    def zero_grad(self) -> None:
+        self.grads.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.step_count += 1
+        self.square_avg.mul_(self.alpha).addcmul_(self.grads, self.grads, value=1 - self.alpha)
+        self.params.addcdiv_(self.grads, self.square_avg.sqrt().add_(self.eps), value=-self.lr)
+
+    def state_dict(self) -> dict[str, torch.Tensor | float | int]:
+        return {"square_avg": self.square_avg.clone(), "step": self.step_count, "lr": self.lr}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.square_avg.copy_(state["square_avg"])
         self.step_count = int(state["step"])
         self.lr = float(state["lr"])
 

@@ -68,6 +68,16 @@ class ActorCritic(nn.Module):
         self._policy_head = (self.policy_head.weight, self.policy_head.bias)
         self._value_head = (self.value_head.weight, self.value_head.bias)
 
+    def actor_parameters(self) -> list[nn.Parameter]:
+        """theta of pi_theta: the actor trunk, the policy head and the log-std (if any)."""
+        params = [*self.actor_trunk.parameters(), *self.policy_head.parameters()]
+        return params + ([self.log_std] if self.log_std is not None else [])
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """The parameters of V alone (the value head only, with a shared trunk)."""
+        trunk = [] if self.critic_trunk is None else list(self.critic_trunk.parameters())
+        return trunk + list(self.value_head.parameters())
+
     def _flat(self, obs: torch.Tensor) -> torch.Tensor:
         if self.obs_ndim == 1:
             return obs

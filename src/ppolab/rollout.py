@@ -71,6 +71,21 @@ class Batch:
         return Batch(*(getattr(self, f)[start:stop] for f in self.__dataclass_fields__))
 
 
+def minibatch_bounds(n: int, batch_size: int, minibatch_size: int) -> list[int]:
+    """Slice boundaries splitting ``n`` valid samples into as many near-equal minibatches as a
+    full batch of ``batch_size`` would give at ``minibatch_size`` (autoreset steps make n a
+    little smaller than T * N; the minibatch count stays the configured one)."""
+    count = max(1, min(n, round(batch_size / minibatch_size)))
+    return [n * i // count for i in range(count + 1)]
+
+
+def normalized(advantages: torch.Tensor) -> torch.Tensor:
+    """(A - mean) / (std + 1e-8), or A unchanged for a single sample."""
+    if advantages.numel() < 2:
+        return advantages
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
 def to_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> Batch:
     """Flatten ``[T, N]`` to ``[T * N]`` and drop the autoreset steps."""
     keep = rollout.valid.reshape(-1).nonzero().squeeze(-1)

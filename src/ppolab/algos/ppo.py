@@ -25,7 +25,7 @@ from ppolab.config import PPOConfig
 from ppolab.errors import TrainingDivergedError
 from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch
+from ppolab.rollout import Batch, minibatch_bounds, normalized
 
 # Order of the per-minibatch statistics accumulated in one tensor (one .tolist() per update).
 _STATS = ("policy_loss", "value_loss", "entropy", "approx_kl_logr", "approx_kl", "clip_fraction", "grad_norm")
@@ -80,8 +80,7 @@ class PPOUpdate:
         c, policy, opt = self.config, self.policy, self.optimizer
         opt.lr = lr
         n = len(batch)
-        n_minibatches = max(1, min(n, round(c.batch_size / c.minibatch_size)))
-        bounds = [n * i // n_minibatches for i in range(n_minibatches + 1)]
+        bounds = minibatch_bounds(n, c.batch_size, c.minibatch_size)
         vclip = c.clip_coef if c.clip_value_loss else None
         penalized = c.policy_objective == "kl_penalty"
         old_head_all, old_log_std = self._old_distribution(batch) if penalized else (None, None)
@@ -98,8 +97,8 @@ class PPOUpdate:
                 head, values = policy(mb.observations)
                 new_logp, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, mb.actions)
                 advantages = mb.advantages
-                if c.normalize_advantages and hi - lo > 1:
-                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                if c.normalize_advantages:
+                    advantages = normalized(advantages)
                 with torch.no_grad():
                     kl_logr, kl = losses.approx_kl(new_logp, mb.log_probs)
                 if c.target_kl is not None and kl.item() > c.target_kl:

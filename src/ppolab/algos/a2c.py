@@ -1,0 +1,62 @@
+"""A2C (Mnih et al. 2016, the synchronous variant): one gradient step per rollout on
+
+    L(theta) = -E_t[ log pi_theta(a_t|s_t) * A_hat_t ] + c1 * 0.5 E[(V(s_t) - R_t)^2] - c2 E[H]
+
+with short rollouts (``n_steps=5``) and lambda = 1 by default, so that A_hat_t is the n-step
+return up to the rollout's end minus V(s_t); RMSprop (``optimizer=rmsprop``) or Adam.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ppolab import losses
+from ppolab.config import A2CConfig
+from ppolab.errors import TrainingDivergedError
+from ppolab.optim import FlatAdam, FlatRMSprop, clip_grad_norm_, flatten_parameters
+from ppolab.policies import ActorCritic
+from ppolab.rollout import Batch, normalized
+
+
+class A2CUpdate:
+    """Owns the optimizer of the whole actor-critic."""
+
+    STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm")
+
+    def __init__(self, policy: ActorCritic, config: A2CConfig) -> None:
+        self.policy, self.config = policy, config
+        self.params, self.grads = flatten_parameters(policy)
+        if config.optimizer == "rmsprop":
+            self.optimizer = FlatRMSprop(self.params, self.grads, lr=config.learning_rate,
+                                         alpha=config.rmsprop_alpha, eps=config.optimizer_eps)
+        else:
+            self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=config.optimizer_eps)
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+
+    def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
+        c, policy, opt = self.config, self.policy, self.optimizer
+        advantages = normalized(batch.advantages) if c.normalize_advantages else batch.advantages
+        head, values = policy(batch.observations)
+        log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
+        pg_loss = losses.policy_gradient_loss(log_prob, advantages)
+        v_loss = losses.value_loss(values, batch.values, batch.returns, None)
+        loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * entropy.mean()
+        opt.lr = lr
+        opt.zero_grad()
+        loss.backward()
+        norm = clip_grad_norm_(self.grads, c.max_grad_norm)
+        if not torch.isfinite(loss + norm):
+            raise TrainingDivergedError(f"non-finite loss or gradient (policy_loss={pg_loss.item()}, "
+                                        f"value_loss={v_loss.item()})")
+        opt.step()
+        with torch.no_grad():
+            new_log_prob, _ = policy.distribution.log_prob_entropy(
+                policy.logits(batch.observations), policy.log_std, batch.actions)
+            _, kl = losses.approx_kl(new_log_prob, batch.log_probs)
+        return {"policy_loss": pg_loss.item(), "value_loss": v_loss.item(), "entropy": entropy.mean().item(),
+                "approx_kl": kl.item(), "grad_norm": norm.item()}

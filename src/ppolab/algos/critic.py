@@ -1,0 +1,55 @@
+"""Fitting V_phi on its own, for the algorithms that step the policy separately (TRPO, VPG).
+
+After the policy update, phi is regressed on the batch's return targets R_t:
+
+    phi <- argmin_phi  0.5 * E[(V_phi(s_t) - R_t)^2]
+
+by ``vf_epochs`` passes of Adam over shuffled minibatches, with the global gradient-norm clip.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ppolab import losses
+from ppolab.config import CriticFitConfig
+from ppolab.errors import TrainingDivergedError
+from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
+from ppolab.policies import ActorCritic
+from ppolab.rollout import Batch, minibatch_bounds
+
+
+class CriticFit:
+    """Owns the value function's optimizer; :meth:`fit` runs the regression on one batch."""
+
+    def __init__(self, policy: ActorCritic, config: CriticFitConfig) -> None:
+        self.policy, self.config = policy, config
+        self.params, self.grads = flatten_parameters(policy.critic_parameters())
+        self.optimizer = FlatAdam(self.params, self.grads, lr=config.vf_learning_rate, eps=1e-5)
+
+    def fit(self, batch: Batch, lr: float, generator: torch.Generator) -> tuple[float, int]:
+        """(mean value loss, gradient steps) of ``vf_epochs`` passes at step size ``lr``."""
+        c, opt = self.config, self.optimizer
+        opt.lr = lr
+        n = len(batch)
+        bounds = minibatch_bounds(n, c.batch_size, c.vf_minibatch_size)
+        history = []
+        for _ in range(c.vf_epochs):
+            shuffled = batch[torch.randperm(n, generator=generator)]
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                mb = shuffled.slice(lo, hi)
+                loss = losses.value_loss(self.policy.value(mb.observations), mb.values, mb.returns, None)
+                opt.zero_grad()
+                loss.backward()
+                norm = clip_grad_norm_(self.grads, c.max_grad_norm)
+                if not torch.isfinite(loss + norm):
+                    raise TrainingDivergedError(f"non-finite value loss or gradient (value_loss={loss.item()})")
+                opt.step()
+                history.append(loss.detach())
+        return torch.stack(history).mean().item(), len(history)
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)

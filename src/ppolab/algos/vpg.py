@@ -1,0 +1,62 @@
+"""Vanilla policy gradient: REINFORCE with a learned baseline (Williams 1992; Sutton et al. 2000).
+
+One gradient step per batch on
+
+    L(theta) = -E_t[ log pi_theta(a_t|s_t) * A_hat_t ] - c2 E[H[pi_theta(.|s_t)]]
+
+whose gradient is the policy-gradient theorem's estimate, with A_hat_t = G_t - V(s_t) by default
+(``advantage_estimator=mc``; V only reduces the variance). V is then fitted separately
+(:mod:`ppolab.algos.critic`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ppolab import losses
+from ppolab.algos.critic import CriticFit
+from ppolab.config import VPGConfig
+from ppolab.errors import TrainingDivergedError
+from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
+from ppolab.policies import ActorCritic
+from ppolab.rollout import Batch, normalized
+
+
+class VPGUpdate:
+    """Owns the policy's and the critic's optimizers."""
+
+    STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm", "value_gradient_steps")
+
+    def __init__(self, policy: ActorCritic, config: VPGConfig) -> None:
+        self.policy, self.config = policy, config
+        self.params, self.grads = flatten_parameters(policy.actor_parameters())
+        self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=1e-5)
+        self.critic = CriticFit(policy, config)
+
+    def state_dict(self) -> dict:
+        return {"policy": self.optimizer.state_dict(), "critic": self.critic.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+
+    def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
+        c, policy, opt = self.config, self.policy, self.optimizer
+        advantages = normalized(batch.advantages) if c.normalize_advantages else batch.advantages
+        head = policy.logits(batch.observations)
+        log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
+        loss = losses.policy_gradient_loss(log_prob, advantages) - c.ent_coef * entropy.mean()
+        opt.lr = lr
+        opt.zero_grad()
+        loss.backward()
+        norm = clip_grad_norm_(self.grads, c.max_grad_norm)
+        if not torch.isfinite(loss + norm):
+            raise TrainingDivergedError(f"non-finite policy loss or gradient (policy_loss={loss.item()})")
+        opt.step()
+        with torch.no_grad():
+            new_log_prob, _ = policy.distribution.log_prob_entropy(
+                policy.logits(batch.observations), policy.log_std, batch.actions)
+            _, kl = losses.approx_kl(new_log_prob, batch.log_probs)
+        value_loss, value_steps = self.critic.fit(batch, c.vf_learning_rate * lr / c.learning_rate, generator)
+        return {"policy_loss": loss.item(), "value_loss": value_loss, "entropy": entropy.mean().item(),
+                "approx_kl": kl.item(), "grad_norm": norm.item(), "value_gradient_steps": float(value_steps)}
