@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -109,3 +111,14 @@ class Results:
         partial = self.json_path.with_suffix(".json.tmp")
         partial.write_text(json.dumps(data, indent=2) + "\n")
         partial.replace(self.json_path)
+
+
+def solved_or_inf(value: float | None) -> float:
+    """A run's seconds (or steps) to solve; infinity when it did not solve."""
+    return math.inf if value is None else value
+
+
+def median_or_inf(values: list[float]) -> float:
+    """The median, where unsolved runs count as infinitely slow: finite only when at least
+    half the seeds solved."""
+    return statistics.median(values) if values else math.inf

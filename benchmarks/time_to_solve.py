@@ -31,14 +31,14 @@ import importlib.util
 import json
 import math
 import os
-import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import Results, format_machine, log_tail, machine_info, ppolab_executable, results_stem, run_process
+from common import (Results, format_machine, log_tail, machine_info, median_or_inf, ppolab_executable,
+                    results_stem, run_process, solved_or_inf)
 
 HERE = Path(__file__).resolve().parent
 SB3_RUN = HERE / "sb3_run.py"
@@ -118,15 +118,6 @@ def describe(row: RunRow) -> str:
 # ---------------------------------------------------------------------------------------------
 # The summary table
 
-
-
-def solved_or_inf(value: float | None) -> float:
-    """A run's seconds (or steps) to solve; infinity when it did not solve."""
-    return math.inf if value is None else value
-
-
-def median_or_inf(values: list[float]) -> float:
-    return statistics.median(values) if values else math.inf
 
 
 def summarize(rows: list[RunRow]) -> list[dict[str, Any]]:

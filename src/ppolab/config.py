@@ -305,7 +305,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
     "CartPole-v1": dict(n_envs=8, n_steps=256, total_steps=200_000, max_kl=0.02),
 }, "a2c": {
     # The defaults (8 envs x 5 steps, RMSprop 7e-4) with the RL Zoo's 500k budget: seeds 0-3
-    # solved at 135k-176k steps.
+    # solved at 122k-156k steps.
     "CartPole-v1": dict(n_envs=8, n_steps=5, total_steps=500_000),
 }, "vpg": {
     # Tuned here: seeds 0-3 solved at 94k-102k steps.
