@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ppolab.errors import TrainingDivergedError
+
 
 def flatten_parameters(parameters: nn.Module | Iterable[nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-home the parameters (of a module, or a list of them) and their gradients as views
@@ -110,6 +112,21 @@ class FlatRMSprop:
         self.square_avg.copy_(state["square_avg"])
         self.step_count = int(state["step"])
         self.lr = float(state["lr"])
+
+
+def gradient_step(optimizer: FlatAdam | FlatRMSprop, loss: torch.Tensor, max_grad_norm: float,
+                  **parts: torch.Tensor) -> torch.Tensor:
+    """Backpropagate ``loss``, clip the global gradient norm, and step; returns the norm before
+    clipping. Raises :class:`TrainingDivergedError` *before* stepping when the loss or the norm
+    is NaN or infinite, naming ``loss`` and the ``parts`` it was made of."""
+    optimizer.zero_grad()
+    loss.backward()
+    norm = clip_grad_norm_(optimizer.grads, max_grad_norm)
+    if not torch.isfinite(loss + norm):
+        values = ", ".join(f"{name}={value.item()}" for name, value in {"loss": loss, **parts}.items())
+        raise TrainingDivergedError(f"non-finite loss or gradient ({values}, grad_norm={norm.item()})")
+    optimizer.step()
+    return norm
 
 
 @torch.no_grad()

@@ -12,8 +12,7 @@ import torch
 
 from ppolab import losses
 from ppolab.config import A2CConfig
-from ppolab.errors import TrainingDivergedError
-from ppolab.optim import FlatAdam, FlatRMSprop, clip_grad_norm_, flatten_parameters
+from ppolab.optim import FlatAdam, FlatRMSprop, flatten_parameters, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch, normalized
 
@@ -47,13 +46,7 @@ class A2CUpdate:
         v_loss = losses.value_loss(values, batch.values, batch.returns, None)
         loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * entropy.mean()
         opt.lr = lr
-        opt.zero_grad()
-        loss.backward()
-        norm = clip_grad_norm_(self.grads, c.max_grad_norm)
-        if not torch.isfinite(loss + norm):
-            raise TrainingDivergedError(f"non-finite loss or gradient (policy_loss={pg_loss.item()}, "
-                                        f"value_loss={v_loss.item()})")
-        opt.step()
+        norm = gradient_step(opt, loss, c.max_grad_norm, policy_loss=pg_loss, value_loss=v_loss)
         with torch.no_grad():
             new_log_prob, _ = policy.distribution.log_prob_entropy(
                 policy.logits(batch.observations), policy.log_std, batch.actions)

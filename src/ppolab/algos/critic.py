@@ -13,8 +13,7 @@ import torch
 
 from ppolab import losses
 from ppolab.config import CriticFitConfig
-from ppolab.errors import TrainingDivergedError
-from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
+from ppolab.optim import FlatAdam, flatten_parameters, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch, minibatch_bounds
 
@@ -39,12 +38,7 @@ class CriticFit:
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
                 loss = losses.value_loss(self.policy.value(mb.observations), mb.values, mb.returns, None)
-                opt.zero_grad()
-                loss.backward()
-                norm = clip_grad_norm_(self.grads, c.max_grad_norm)
-                if not torch.isfinite(loss + norm):
-                    raise TrainingDivergedError(f"non-finite value loss or gradient (value_loss={loss.item()})")
-                opt.step()
+                gradient_step(opt, loss, c.max_grad_norm)
                 history.append(loss.detach())
         return torch.stack(history).mean().item(), len(history)
 

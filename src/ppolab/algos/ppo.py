@@ -22,8 +22,7 @@ import torch
 
 from ppolab import losses
 from ppolab.config import PPOConfig
-from ppolab.errors import TrainingDivergedError
-from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
+from ppolab.optim import FlatAdam, flatten_parameters, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch, minibatch_bounds, normalized
 
@@ -111,15 +110,7 @@ class PPOUpdate:
                 ent = entropy.mean()
                 loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * ent
 
-                opt.zero_grad()
-                loss.backward()
-                grad_norm = clip_grad_norm_(self.grads, c.max_grad_norm)
-                if not torch.isfinite(loss + grad_norm):
-                    raise TrainingDivergedError(
-                        f"non-finite loss or gradient (loss={loss.item()}, policy_loss="
-                        f"{pg_loss.item()}, value_loss={v_loss.item()}, grad_norm={grad_norm.item()})"
-                    )
-                opt.step()
+                grad_norm = gradient_step(opt, loss, c.max_grad_norm, policy_loss=pg_loss, value_loss=v_loss)
                 clipfrac = losses.clip_fraction(new_logp.detach(), mb.log_probs, c.clip_coef)
                 history.append(torch.stack([pg_loss.detach(), v_loss.detach(), ent.detach(), kl_logr, kl,
                                             clipfrac, grad_norm]))

@@ -16,8 +16,7 @@ import torch
 from ppolab import losses
 from ppolab.algos.critic import CriticFit
 from ppolab.config import VPGConfig
-from ppolab.errors import TrainingDivergedError
-from ppolab.optim import FlatAdam, clip_grad_norm_, flatten_parameters
+from ppolab.optim import FlatAdam, flatten_parameters, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch, normalized
 
@@ -47,12 +46,7 @@ class VPGUpdate:
         log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
         loss = losses.policy_gradient_loss(log_prob, advantages) - c.ent_coef * entropy.mean()
         opt.lr = lr
-        opt.zero_grad()
-        loss.backward()
-        norm = clip_grad_norm_(self.grads, c.max_grad_norm)
-        if not torch.isfinite(loss + norm):
-            raise TrainingDivergedError(f"non-finite policy loss or gradient (policy_loss={loss.item()})")
-        opt.step()
+        norm = gradient_step(opt, loss, c.max_grad_norm)
         with torch.no_grad():
             new_log_prob, _ = policy.distribution.log_prob_entropy(
                 policy.logits(batch.observations), policy.log_std, batch.actions)
