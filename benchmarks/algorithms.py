@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import (Results, format_machine, log_tail, machine_info, median_or_inf, ppolab_executable,
-                    results_stem, run_process, solved_or_inf)
+from common import (Results, add_run_arguments, benchmark_parser, format_machine, log_tail, machine_info,
+                    median_or_inf, parse_run_arguments, ppolab_executable, results_stem, run_process,
+                    solved_or_inf)
 
-HERE = Path(__file__).resolve().parent
 DEFAULT_ENVS = ("CartPole-v1", "LunarLander-v3")
 ALGOS = ("ppo", "trpo", "a2c", "vpg")
 DEFAULT_ALGOS = ("ppo", "trpo", "a2c")
@@ -123,20 +123,13 @@ def format_table(table: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS), metavar="ENV",
                         help=f"environments (default: {' '.join(DEFAULT_ENVS)})")
     parser.add_argument("--algos", nargs="+", default=list(DEFAULT_ALGOS), choices=ALGOS, metavar="ALGO",
                         help=f"algorithms (default: {' '.join(DEFAULT_ALGOS)}; also vpg)")
-    parser.add_argument("--seeds", type=int, default=5, metavar="N", help="run seeds 0..N-1 (default: 5)")
-    parser.add_argument("--timeout", type=float, metavar="S", help="kill a run after S seconds (default: none)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", metavar="DIR",
-                        help="directory for the results CSV and JSON (default: benchmarks/results/)")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be >= 1")
-    return args
+    add_run_arguments(parser, default_seeds=5)
+    return parse_run_arguments(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -122,3 +123,28 @@ def median_or_inf(values: list[float]) -> float:
     """The median, where unsolved runs count as infinitely slow: finite only when at least
     half the seeds solved."""
     return statistics.median(values) if values else math.inf
+
+
+def benchmark_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose description is the first paragraph of a script's docstring."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, default_seeds: int) -> None:
+    """--seeds, --timeout and --out, which every benchmark takes."""
+    parser.add_argument("--seeds", type=int, default=default_seeds, metavar="N",
+                        help=f"run seeds 0..N-1 (default: {default_seeds})")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="kill a run after S seconds of wall-clock time and count it failed (default: none)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", metavar="DIR",
+                        help="directory for the results CSV and JSON (default: benchmarks/results/)")
+
+
+def parse_run_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    if args.timeout is not None and args.timeout <= 0:
+        parser.error("--timeout must be > 0")
+    return args

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import Results, format_machine, log_tail, machine_info, ppolab_executable, results_stem, run_process
+from common import (Results, add_run_arguments, benchmark_parser, format_machine, log_tail, machine_info,
+                    parse_run_arguments, ppolab_executable, results_stem, run_process)
 
 HERE = Path(__file__).resolve().parent
 SB3_RUN = HERE / "sb3_run.py"
@@ -166,24 +167,18 @@ def format_table(table: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS), choices=ENVS, metavar="ENV",
                         help=f"environments (default: {' '.join(DEFAULT_ENVS)}; also Walker2d-v5)")
-    parser.add_argument("--seeds", type=int, default=3, metavar="N", help="run seeds 0..N-1 (default: 3)")
     parser.add_argument("--jobs", type=int, default=1, metavar="J",
                         help="trainings at once (default: 1; more shares the CPU and slows each run)")
     parser.add_argument("--sb3", action="store_true", help="also run SB3's PPO with the same settings")
     parser.add_argument("--steps", type=int, metavar="N",
                         help="train N steps instead of the preset's 1M (for a quick check of this script)")
-    parser.add_argument("--timeout", type=float, metavar="S", help="kill a run after S seconds (default: none)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", metavar="DIR",
-                        help="directory for the results CSV and JSON (default: benchmarks/results/)")
-    args = parser.parse_args(argv)
-    if args.seeds < 1 or args.jobs < 1 or (args.steps is not None and args.steps < 1):
-        parser.error("--seeds, --jobs and --steps must be >= 1")
-    if args.timeout is not None and args.timeout <= 0:
-        parser.error("--timeout must be > 0")
+    add_run_arguments(parser, default_seeds=3)
+    args = parse_run_arguments(parser, argv)
+    if args.jobs < 1 or (args.steps is not None and args.steps < 1):
+        parser.error("--jobs and --steps must be >= 1")
     return args
 
 

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import (Results, format_machine, log_tail, machine_info, median_or_inf, ppolab_executable,
-                    results_stem, run_process, solved_or_inf)
+from common import (Results, add_run_arguments, benchmark_parser, format_machine, log_tail, machine_info,
+                    median_or_inf, parse_run_arguments, ppolab_executable, results_stem, run_process,
+                    solved_or_inf)
 
 HERE = Path(__file__).resolve().parent
 SB3_RUN = HERE / "sb3_run.py"
@@ -165,27 +166,15 @@ def format_table(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS), choices=DEFAULT_ENVS, metavar="ENV",
                         help=f"environments (default: {' '.join(DEFAULT_ENVS)})")
-    parser.add_argument("--seeds", type=int, default=5, metavar="N", help="run seeds 0..N-1 (default: 5)")
-    parser.add_argument("--timeout", type=float, metavar="S",
-                        help="kill a run after S seconds of wall-clock time and count it unsolved (default: none)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", metavar="DIR",
-                        help="directory for the results CSV and JSON (default: benchmarks/results/)")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be >= 1")
-    if args.timeout is not None and args.timeout <= 0:
-        parser.error("--timeout must be > 0")
-    return args
+    add_run_arguments(parser, default_seeds=5)
+    return parse_run_arguments(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
