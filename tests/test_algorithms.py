@@ -141,3 +141,18 @@ def test_configs_refuse_what_their_algorithm_cannot_do():
         TRPOConfig().replace(clip_coef=0.1)
     with pytest.raises(ConfigError, match="TRPOConfig"):
         TRPO("CartPole-v1", config=A2CConfig())
+
+
+def test_loading_a_model_of_an_unknown_algorithm_names_the_known_ones(tmp_path):
+    from ppolab import modelfile
+
+    agent = A2C("CartPole-v1", seed=0, **SMALL)
+    try:
+        path = agent.save(tmp_path / "model.pt")
+    finally:
+        agent.close()
+    data = modelfile.load(path)
+    data["algo"] = "sac"
+    modelfile.save(path, data)
+    with pytest.raises(ModelFileError, match="'sac' model; this ppolab knows ppo, trpo, a2c, vpg"):
+        ppolab.load(path)

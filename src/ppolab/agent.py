@@ -167,10 +167,13 @@ class Agent:
         """
         data = modelfile.load(path)
         algo = data.get("algo")
-        if cls is Agent and algo in Agent.registry:
+        if cls is Agent:
+            if algo not in Agent.registry:
+                raise ModelFileError(f"{path} holds a '{algo}' model; this ppolab knows "
+                                     f"{', '.join(Agent.registry)}")
             cls = Agent.registry[algo]
-        elif algo != getattr(cls, "algo", None):
-            raise ModelFileError(f"{path} holds a '{algo}' model, not '{getattr(cls, 'algo', 'any known')}'")
+        elif algo != cls.algo:
+            raise ModelFileError(f"{path} holds a '{algo}' model, not '{cls.algo}'")
         try:
             config = cls.config_class.from_dict(data["config"])
             info = EnvInfo.from_dict(data["env"])
