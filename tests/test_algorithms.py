@@ -156,3 +156,46 @@ def test_loading_a_model_of_an_unknown_algorithm_names_the_known_ones(tmp_path):
     modelfile.save(path, data)
     with pytest.raises(ModelFileError, match="'sac' model; this ppolab knows ppo, trpo, a2c, vpg"):
         ppolab.load(path)
+
+
+def test_every_algorithm_has_a_config_class_and_an_agent():
+    from ppolab.config import CONFIG_CLASSES
+
+    assert set(Agent.registry) == set(CONFIG_CLASSES) == {"ppo", "trpo", "a2c", "vpg"}
+    assert all(Agent.registry[a].config_class is CONFIG_CLASSES[a] for a in CONFIG_CLASSES)
+
+    class MyPPO(PPO):  # a user's subclass does not take PPO's place
+        pass
+
+    assert Agent.registry["ppo"] is PPO
+
+
+@pytest.mark.parametrize("cls, extra", [(PPO, {"policy_objective": "kl_penalty", "minibatch_size": 64}),
+                                        (TRPO, {}), (VPG, {})],
+                         ids=["ppo-kl", "trpo", "vpg"])
+def test_optimizer_states_survive_a_model_file(cls, extra, tmp_path):
+    """kl_beta, the critic's Adam moments (TRPO) and both optimizers (VPG) come back from disk."""
+    agent = cls("CartPole-v1", seed=0, **SMALL, **extra)
+    try:
+        agent.learn(512)
+        if cls is PPO:
+            agent.algorithm.kl_beta = 0.375  # a value no adaptation from 1.0 produces
+        before = agent.algorithm.state_dict()
+        loaded = Agent.load(agent.save(tmp_path / "model.pt"))
+    finally:
+        agent.close()
+    after = loaded.algorithm.state_dict()
+
+    def flat(state):
+        return {k: v for k, v in state.items()} if "policy" not in state else {
+            f"{part}.{k}": v for part in ("policy", "critic") for k, v in state[part].items()}
+
+    before, after = flat(before), flat(after)
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, after[key]) and value.abs().sum() > 0, key
+        else:
+            assert value == after[key], key
+    if cls is PPO:
+        assert after["kl_beta"] == 0.375

@@ -423,3 +423,16 @@ def test_unknown_algo_and_misplaced_hyperparameters_are_one_line_errors(run_cli,
     proc = run_cli(["train", "CartPole-v1", "--algo", "trpo", "--set", "clip_coef=0.1", "--out", tmp_path])
     assert proc.returncode == 2 and "belongs to ppo" in proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
+
+
+def test_a_run_config_brings_its_algorithm(run_cli, tmp_path):
+    """--config RUN/config.yaml trains the same algorithm again; a conflicting --algo is an error."""
+    first = ["train", "CartPole-v1", "--algo", "a2c", "--steps", 160, "--quiet", "--no-tensorboard",
+             "--set", "n_envs=4", "--out", tmp_path]
+    assert_ok(run_cli([*first, "--name", "first"]))
+    config = tmp_path / "first" / "config.yaml"
+    assert_ok(run_cli(["train", "CartPole-v1", "--config", config, "--steps", 160, "--quiet",
+                       "--no-tensorboard", "--out", tmp_path, "--name", "again"]))
+    assert yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())["algo"] == "a2c"
+    proc = run_cli(["train", "CartPole-v1", "--config", config, "--algo", "ppo", "--out", tmp_path])
+    assert proc.returncode == 2 and "holds a 'a2c' config but --algo is 'ppo'" in proc.stderr

@@ -24,7 +24,8 @@ def test_rows_reach_the_disk_at_the_first_update_and_then_every_few_seconds(tmp_
         writer.update({**row, "update": 1})
         assert [r["update"] for r in rows_on_disk(tmp_path / "metrics.csv")] == ["1"]
         now[0] += 1.0
-        writer.update({**row, "update": 2})  # may wait in the buffer
+        writer.update({**row, "update": 2})
+        assert [r["update"] for r in rows_on_disk(tmp_path / "metrics.csv")] == ["1"]  # not every row
         now[0] += metrics.FLUSH_SECONDS
         writer.update({**row, "update": 3})
         assert [r["update"] for r in rows_on_disk(tmp_path / "metrics.csv")] == ["1", "2", "3"]

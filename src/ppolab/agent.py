@@ -45,7 +45,8 @@ class Agent:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Agent.registry[cls.algo] = cls
+        if "algo" in cls.__dict__:  # a user's subclass of PPO does not replace PPO
+            Agent.registry[cls.algo] = cls
 
     def __init__(self, env: EnvSource, config: Config | None = None, **hyperparameters: Any) -> None:
         if isinstance(env, str) and ":" not in env:

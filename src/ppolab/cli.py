@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("env_id", metavar="ENV_ID",
                        help="a Gymnasium id (e.g. CartPole-v1) or module:Attr naming an env class or factory")
-    train.add_argument("--algo", default="ppo", help="the algorithm (default: ppo; see below for each one's hyperparameters)")
+    train.add_argument("--algo", help="ppo | trpo | a2c | vpg (default: the --config file's algo, else ppo; "
+                       "each one's hyperparameters are listed below)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--steps", metavar="N",
                        help="environment steps to train for, e.g. 200000 or 2e5 (default: the preset's total_steps)")
@@ -105,12 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ppolab.agent import Agent
-    from ppolab.config import config_class, load_config_file, parse_assignments, parse_value, preset
+    from ppolab.config import config_class, config_file_algo, load_config_file, parse_assignments, parse_value, preset
+    from ppolab.errors import ConfigError
     from ppolab.envs import resolve_env_id
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter, check_can_create
 
-    algo = args.algo
+    file_algo = config_file_algo(args.config) if args.config else None
+    if args.algo and file_algo and args.algo != file_algo:
+        raise ConfigError(f"{args.config} holds a '{file_algo}' config but --algo is '{args.algo}'")
+    algo = args.algo or file_algo or "ppo"
     cls = config_class(algo)  # an unknown --algo is a ConfigError naming the choices
     env_id = args.env_id if ":" in args.env_id else resolve_env_id(args.env_id)
     overrides: dict = {}

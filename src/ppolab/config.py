@@ -51,16 +51,17 @@ class Config:
     )
     gae_lambda: float = _f(0.95, "GAE lambda in [0, 1] (0: TD(0) advantages, 1: Monte-Carlo)")
     n_step: int = _f(5, "n of the n-step estimator (advantage_estimator=nstep), >= 1")
-    normalize_advantages: bool = _f(True, "normalize advantages per minibatch")
+    normalize_advantages: bool = _f(
+        True, "normalize advantages to mean 0, std 1 (per minibatch in PPO, per batch otherwise)"
+    )
     normalize_observations: bool = _f(False, "running mean/std observation normalization (saved with the model)")
     observation_clip: float = _f(10.0, "clip normalized observations to +-this, > 0")
     normalize_rewards: bool = _f(False, "scale rewards by the running std of the discounted return")
     reward_clip: float = _f(10.0, "clip scaled rewards to +-this, > 0")
     # --- optimization
-    learning_rate: float = _f(2.5e-4, "Adam step size (eps=1e-5)")
+    learning_rate: float = _f(2.5e-4, "step size of the optimizer (Adam, eps=1e-5)")
     anneal_lr: bool = _f(True, "anneal the learning rate linearly to 0 over total_steps")
     ent_coef: float = _f(0.0, "entropy bonus coefficient c2, >= 0")
-    vf_coef: float = _f(0.5, "value loss coefficient c1, >= 0")
     max_grad_norm: float = _f(0.5, "global gradient-norm clip, > 0")
     # --- networks
     hidden_sizes: tuple[int, ...] = _f((64, 64), "hidden layer widths, e.g. 64,64")
@@ -100,8 +101,6 @@ class Config:
         _check(c.learning_rate > 0 and math.isfinite(c.learning_rate), "learning_rate",
                c.learning_rate, "a finite number > 0")
         _check(c.ent_coef >= 0 and math.isfinite(c.ent_coef), "ent_coef", c.ent_coef,
-               "a finite number >= 0")
-        _check(c.vf_coef >= 0 and math.isfinite(c.vf_coef), "vf_coef", c.vf_coef,
                "a finite number >= 0")
         _check(c.max_grad_norm > 0, "max_grad_norm", c.max_grad_norm, "a number > 0")
         _check(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
@@ -145,7 +144,19 @@ class Config:
 
 
 @dataclass(frozen=True)
-class PPOConfig(Config):
+class JointLossConfig(Config):
+    """For algorithms that train actor and critic on one loss L^POL + c1 L^VF - c2 H (PPO, A2C)."""
+
+    vf_coef: float = _f(0.5, "value loss coefficient c1, >= 0")
+
+    def _validate(self) -> None:
+        super()._validate()
+        _check(self.vf_coef >= 0 and math.isfinite(self.vf_coef), "vf_coef", self.vf_coef,
+               "a finite number >= 0")
+
+
+@dataclass(frozen=True)
+class PPOConfig(JointLossConfig):
     """PPO (Schulman et al. 2017), with the names CleanRL and SB3 users know."""
 
     n_epochs: int = _f(4, "K: passes over each batch")
@@ -185,14 +196,11 @@ class CriticFitConfig(Config):
     """For algorithms that fit V with its own optimizer after the policy step (TRPO, VPG):
     ``vf_epochs`` passes of Adam over the batch in minibatches of ``vf_minibatch_size``."""
 
-    vf_learning_rate: float = _f(1e-3, "Adam step size of the value function's own optimizer")
     vf_epochs: int = _f(5, "passes over each batch when fitting the value function")
     vf_minibatch_size: int = _f(64, "samples per value-function gradient step (<= n_envs * n_steps)")
 
     def _validate(self) -> None:
         super()._validate()
-        _check(self.vf_learning_rate > 0 and math.isfinite(self.vf_learning_rate), "vf_learning_rate",
-               self.vf_learning_rate, "a finite number > 0")
         _check(self.vf_epochs >= 1, "vf_epochs", self.vf_epochs, "an integer >= 1")
         self._check_minibatch("vf_minibatch_size")
         _check(not self.shared_trunk, "shared_trunk", self.shared_trunk,
@@ -201,10 +209,11 @@ class CriticFitConfig(Config):
 
 @dataclass(frozen=True)
 class TRPOConfig(CriticFitConfig):
-    """TRPO (Schulman et al. 2015). The policy's step size is set by ``max_kl``, not by
-    ``learning_rate`` (which this algorithm does not use)."""
+    """TRPO (Schulman et al. 2015). The policy's step is set by ``max_kl``; ``learning_rate``
+    is the value function's."""
 
     n_steps: int = _f(512, "T: steps per environment per rollout (batch = T * N)")
+    learning_rate: float = _f(1e-3, "Adam step size of the value function (the policy's step is set by max_kl)")
     max_kl: float = _f(0.01, "delta: the trust region, a bound on the mean KL(pi_old || pi_new), > 0")
     cg_iters: int = _f(10, "conjugate-gradient iterations for x ~= H^-1 g, >= 1")
     cg_damping: float = _f(0.1, "damping added to the Fisher-vector products (H + damping I), >= 0")
@@ -232,17 +241,23 @@ class VPGConfig(CriticFitConfig):
     )
     n_steps: int = _f(512, "T: steps per environment per rollout (batch = T * N)")
     learning_rate: float = _f(3e-3, "Adam step size of the policy")
+    vf_learning_rate: float = _f(1e-3, "Adam step size of the value function (annealed with learning_rate)")
+
+    def _validate(self) -> None:
+        super()._validate()
+        _check(self.vf_learning_rate > 0 and math.isfinite(self.vf_learning_rate), "vf_learning_rate",
+               self.vf_learning_rate, "a finite number > 0")
 
 
 @dataclass(frozen=True)
-class A2CConfig(Config):
+class A2CConfig(JointLossConfig):
     """A2C (Mnih et al. 2016, synchronous): one gradient step per rollout on the joint
     actor-critic loss."""
 
     n_steps: int = _f(5, "T: steps per environment per rollout (batch = T * N)")
     gae_lambda: float = _f(1.0, "GAE lambda in [0, 1] (1 with short rollouts: A2C's n-step returns)")
     normalize_advantages: bool = _f(False, "normalize advantages per minibatch")
-    learning_rate: float = _f(7e-4, "step size of the optimizer")
+    learning_rate: float = _f(7e-4, "step size of the optimizer (RMSprop or Adam)")
     anneal_lr: bool = _f(False, "anneal the learning rate linearly to 0 over total_steps")
     optimizer: str = _f("rmsprop", "rmsprop | adam")
     rmsprop_alpha: float = _f(0.99, "RMSprop's smoothing constant alpha in (0, 1)")
@@ -418,7 +433,23 @@ def parse_assignments(assignments: list[str], cls: type[Config] = PPOConfig) -> 
 
 
 def load_config_file(path: str | Path, cls: type[Config] = PPOConfig) -> dict[str, Any]:
-    """Hyperparameters from a YAML (.yaml/.yml) or JSON file holding one mapping."""
+    """Hyperparameters from a YAML (.yaml/.yml) or JSON file holding one mapping (a run's
+    config.yaml works: its ``algo`` and ``env_id`` entries are not hyperparameters)."""
+    data = read_config_file(path)
+    data.pop("algo", None)
+    data.pop("env_id", None)
+    _reject_unknown(data, cls)
+    return data
+
+
+def config_file_algo(path: str | Path) -> str | None:
+    """The ``algo`` a config file names (a run's config.yaml does), if any."""
+    algo = read_config_file(path).get("algo")
+    return None if algo is None else str(algo)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML or JSON file, unchecked."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -437,7 +468,4 @@ def load_config_file(path: str | Path, cls: type[Config] = PPOConfig) -> dict[st
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of hyperparameters, got {type(data).__name__}")
-    data.pop("algo", None)
-    data.pop("env_id", None)
-    _reject_unknown(data, cls)
     return data

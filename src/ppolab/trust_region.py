@@ -20,8 +20,9 @@ never formed), the step scaled to the trust-region boundary 0.5 s^T H s = delta
 (``step_to_trust_region_boundary``), and the backtracking factor alpha^j, j = 0, 1, ..., chosen by
 a line search on the exact surrogate and sampled KL (``backtracking_line_search``).
 
-Parameters travel as one flat vector (``torch.nn.utils.parameters_to_vector`` and
-``vector_to_parameters``) in the order of the ``params`` sequence given to every function.
+Parameters travel as one flat vector in the order of the ``params`` sequence given to every
+function (``algos/trpo.py`` keeps the policy's parameters as views into one such vector, so
+writing the vector in place sets the policy).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def backtracking_line_search(
         actual, kl = float(surrogate) - surrogate_before, float(kl)
         if kl <= max_kl and actual > 0:  # written so that NaN fails both
             return LineSearchResult(True, j + 1, fraction, expected_improvement * fraction, actual, kl)
-    # vector_to_parameters makes the parameters views of the vector it is given: pass a copy so
-    # the caller's old_params does not become an alias of the live parameters.
+    # An ``evaluate`` built on vector_to_parameters makes the parameters views of the vector it
+    # is given: pass a copy so the caller's old_params never aliases the live parameters.
     evaluate(old_params.clone())
     return LineSearchResult(False, max_backtracks, 0.0, expected_improvement * fraction, actual, kl)

@@ -14,7 +14,8 @@ from ppolab import losses
 from ppolab.config import A2CConfig
 from ppolab.optim import FlatAdam, FlatRMSprop, flatten_parameters, gradient_step
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch, normalized
+from ppolab.algos.common import approx_kl_after_step, batch_advantages
+from ppolab.rollout import Batch
 
 
 class A2CUpdate:
@@ -39,7 +40,7 @@ class A2CUpdate:
 
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy, opt = self.config, self.policy, self.optimizer
-        advantages = normalized(batch.advantages) if c.normalize_advantages else batch.advantages
+        advantages = batch_advantages(batch, c)
         head, values = policy(batch.observations)
         log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
         pg_loss = losses.policy_gradient_loss(log_prob, advantages)
@@ -47,9 +48,6 @@ class A2CUpdate:
         loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * entropy.mean()
         opt.lr = lr
         norm = gradient_step(opt, loss, c.max_grad_norm, policy_loss=pg_loss, value_loss=v_loss)
-        with torch.no_grad():
-            new_log_prob, _ = policy.distribution.log_prob_entropy(
-                policy.logits(batch.observations), policy.log_std, batch.actions)
-            _, kl = losses.approx_kl(new_log_prob, batch.log_probs)
+        kl = approx_kl_after_step(policy, batch)
         return {"policy_loss": pg_loss.item(), "value_loss": v_loss.item(), "entropy": entropy.mean().item(),
-                "approx_kl": kl.item(), "grad_norm": norm.item()}
+                "approx_kl": kl, "grad_norm": norm.item()}

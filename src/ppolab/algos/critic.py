@@ -21,10 +21,10 @@ from ppolab.rollout import Batch, minibatch_bounds
 class CriticFit:
     """Owns the value function's optimizer; :meth:`fit` runs the regression on one batch."""
 
-    def __init__(self, policy: ActorCritic, config: CriticFitConfig) -> None:
+    def __init__(self, policy: ActorCritic, config: CriticFitConfig, lr: float) -> None:
         self.policy, self.config = policy, config
         self.params, self.grads = flatten_parameters(policy.critic_parameters())
-        self.optimizer = FlatAdam(self.params, self.grads, lr=config.vf_learning_rate, eps=1e-5)
+        self.optimizer = FlatAdam(self.params, self.grads, lr=lr, eps=1e-5)
 
     def fit(self, batch: Batch, lr: float, generator: torch.Generator) -> tuple[float, int]:
         """(mean value loss, gradient steps) of ``vf_epochs`` passes at step size ``lr``."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from ppolab import losses
+from ppolab.algos.common import frozen_distribution
 from ppolab.config import PPOConfig
 from ppolab.optim import FlatAdam, flatten_parameters, gradient_step
 from ppolab.policies import ActorCritic
@@ -58,13 +59,6 @@ class PPOUpdate:
         self.kl_beta = float(state.pop("kl_beta", self.config.kl_beta_init))
         self.optimizer.load_state_dict(state)
 
-    def _old_distribution(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """pi_old's head for every sample and its log-std (the policy before this update)."""
-        with torch.no_grad():
-            head, _ = self.policy(batch.observations)
-        log_std = self.policy.log_std
-        return head, None if log_std is None else log_std.detach().clone()
-
     def _mean_kl(self, batch: Batch, old_head: torch.Tensor, old_log_std: torch.Tensor | None) -> float:
         with torch.no_grad():
             head, _ = self.policy(batch.observations)
@@ -82,7 +76,7 @@ class PPOUpdate:
         bounds = minibatch_bounds(n, c.batch_size, c.minibatch_size)
         vclip = c.clip_coef if c.clip_value_loss else None
         penalized = c.policy_objective == "kl_penalty"
-        old_head_all, old_log_std = self._old_distribution(batch) if penalized else (None, None)
+        old_head_all, old_log_std = frozen_distribution(policy, batch.observations) if penalized else (None, None)
         beta = self.kl_beta if penalized else 0.0
         history: list[torch.Tensor] = []
         epochs_done = 0

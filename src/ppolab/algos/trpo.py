@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import torch
 
+from ppolab import losses
+from ppolab.algos.common import batch_advantages, frozen_distribution
 from ppolab.algos.critic import CriticFit
 from ppolab.config import TRPOConfig
 from ppolab.errors import TrainingDivergedError
 from ppolab.optim import flatten_parameters
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch, normalized
+from ppolab.rollout import Batch
 from ppolab.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
@@ -40,7 +42,7 @@ class TRPOUpdate:
         self.policy, self.config = policy, config
         self.actor_params = policy.actor_parameters()
         self.theta, _ = flatten_parameters(self.actor_params)  # theta.copy_(x) sets the policy
-        self.critic = CriticFit(policy, config)
+        self.critic = CriticFit(policy, config, config.learning_rate)
 
     def state_dict(self) -> dict:
         return self.critic.state_dict()
@@ -54,16 +56,14 @@ class TRPOUpdate:
         policy = self.policy
         head = policy.logits(batch.observations)
         log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
-        surrogate = (torch.exp(log_prob - batch.log_probs) * advantages).mean()
+        surrogate = -losses.surrogate(log_prob, batch.log_probs, advantages)
         kl = policy.distribution.kl(old_head, old_log_std, head, policy.log_std).mean()
         return surrogate + self.config.ent_coef * entropy.mean(), kl, entropy.mean()
 
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy = self.config, self.policy
-        advantages = normalized(batch.advantages) if c.normalize_advantages else batch.advantages
-        with torch.no_grad():
-            old_head = policy.logits(batch.observations)
-        old_log_std = None if policy.log_std is None else policy.log_std.detach().clone()
+        advantages = batch_advantages(batch, c)
+        old_head, old_log_std = frozen_distribution(policy, batch.observations)
 
         surrogate, kl, entropy = self._surrogate_and_kl(batch, advantages, old_head, old_log_std)
         g = flat_grad(surrogate, self.actor_params, retain_graph=True)
@@ -83,12 +83,13 @@ class TRPOUpdate:
             evaluate, self.theta.detach().clone(), step, float(g @ step), surrogate.item(), c.max_kl,
             c.backtrack_coef, c.line_search_steps,
         )
-        value_loss, value_steps = self.critic.fit(batch, c.vf_learning_rate * lr / c.learning_rate, generator)
+        value_loss, value_steps = self.critic.fit(batch, lr, generator)  # lr: the critic's, annealed
         return {
             "policy_loss": -surrogate.item(), "value_loss": value_loss, "entropy": entropy.item(),
+            # what the applied step did: all zero when the line search kept pi_old
             "kl": search.kl if search.accepted else 0.0, "line_search_steps": float(search.steps),
             "step_fraction": search.step_fraction, "accepted": float(search.accepted),
-            "expected_improvement": search.expected_improvement,
+            "expected_improvement": search.expected_improvement if search.accepted else 0.0,
             "actual_improvement": search.actual_improvement if search.accepted else 0.0,
             "grad_norm": torch.linalg.vector_norm(g).item(), "value_gradient_steps": float(value_steps),
         }

@@ -14,11 +14,12 @@ from __future__ import annotations
 import torch
 
 from ppolab import losses
+from ppolab.algos.common import approx_kl_after_step, batch_advantages
 from ppolab.algos.critic import CriticFit
 from ppolab.config import VPGConfig
 from ppolab.optim import FlatAdam, flatten_parameters, gradient_step
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch, normalized
+from ppolab.rollout import Batch
 
 
 class VPGUpdate:
@@ -30,7 +31,7 @@ class VPGUpdate:
         self.policy, self.config = policy, config
         self.params, self.grads = flatten_parameters(policy.actor_parameters())
         self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=1e-5)
-        self.critic = CriticFit(policy, config)
+        self.critic = CriticFit(policy, config, config.vf_learning_rate)
 
     def state_dict(self) -> dict:
         return {"policy": self.optimizer.state_dict(), "critic": self.critic.state_dict()}
@@ -41,16 +42,15 @@ class VPGUpdate:
 
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy, opt = self.config, self.policy, self.optimizer
-        advantages = normalized(batch.advantages) if c.normalize_advantages else batch.advantages
+        advantages = batch_advantages(batch, c)
         head = policy.logits(batch.observations)
         log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
-        loss = losses.policy_gradient_loss(log_prob, advantages) - c.ent_coef * entropy.mean()
+        pg_loss = losses.policy_gradient_loss(log_prob, advantages)
+        loss = pg_loss - c.ent_coef * entropy.mean()
         opt.lr = lr
         norm = gradient_step(opt, loss, c.max_grad_norm)
-        with torch.no_grad():
-            new_log_prob, _ = policy.distribution.log_prob_entropy(
-                policy.logits(batch.observations), policy.log_std, batch.actions)
-            _, kl = losses.approx_kl(new_log_prob, batch.log_probs)
+        kl = approx_kl_after_step(policy, batch)
+        # the critic's step size follows the policy's schedule
         value_loss, value_steps = self.critic.fit(batch, c.vf_learning_rate * lr / c.learning_rate, generator)
-        return {"policy_loss": loss.item(), "value_loss": value_loss, "entropy": entropy.mean().item(),
-                "approx_kl": kl.item(), "grad_norm": norm.item(), "value_gradient_steps": float(value_steps)}
+        return {"policy_loss": pg_loss.item(), "value_loss": value_loss, "entropy": entropy.mean().item(),
+                "approx_kl": kl, "grad_norm": norm.item(), "value_gradient_steps": float(value_steps)}

@@ -1,0 +1,32 @@
+"""Small pieces more than one update uses."""
+
+from __future__ import annotations
+
+import torch
+
+from ppolab import losses
+from ppolab.config import Config
+from ppolab.policies import ActorCritic
+from ppolab.rollout import Batch, normalized
+
+
+def batch_advantages(batch: Batch, config: Config) -> torch.Tensor:
+    """A_hat for a whole-batch update: normalized over the batch if the config says so."""
+    return normalized(batch.advantages) if config.normalize_advantages else batch.advantages
+
+
+def frozen_distribution(policy: ActorCritic, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """pi_old for ``observations``: the policy head and log-std now, detached (the reference of
+    the KL to the policy being updated)."""
+    with torch.no_grad():
+        head = policy.logits(observations)
+    return head, None if policy.log_std is None else policy.log_std.detach().clone()
+
+
+@torch.no_grad()
+def approx_kl_after_step(policy: ActorCritic, batch: Batch) -> float:
+    """How far a single-step update moved the policy: the k3 estimate of KL(pi_old || pi_new)
+    from the batch's actions and their old log-probabilities."""
+    log_prob, _ = policy.distribution.log_prob_entropy(policy.logits(batch.observations), policy.log_std,
+                                                       batch.actions)
+    return losses.approx_kl(log_prob, batch.log_probs)[1].item()
