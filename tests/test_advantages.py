@@ -594,4 +594,8 @@ def test_terminal_final_observation_value_is_never_used_by_any_estimator():
         values[4][0] = -1e3
         changed = estimate_advantages(name, *e_args(values=values), GAMMA, 0.5, 3)
         assert changed[:4, 0].tolist() == base[:4, 0].tolist(), name
-        assert changed[:, 1].tolist() == base[:, 1].tolist(), name
+        values = [row[:] for row in E_VALUES]
+        values[2][1] += 10.0  # V(final obs) of env 1's truncated episode
+        moved = estimate_advantages(name, *e_args(values=values), GAMMA, 0.5, 3)
+        assert moved[1, 1] != base[1, 1], name  # the truncation step bootstraps with it
+        assert moved[0, 1] != base[0, 1] or name == "td0", name  # so does every longer window
