@@ -120,7 +120,6 @@ def describe(row: RunRow) -> str:
 # The summary table
 
 
-
 def summarize(rows: list[RunRow]) -> list[dict[str, Any]]:
     """One entry per (env, library): solved count and medians, unsolved runs counting as inf."""
     table = []
