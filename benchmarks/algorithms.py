@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from common import (Results, add_run_arguments, benchmark_parser, format_machine, log_tail, machine_info,
-                    median_or_inf, parse_run_arguments, ppolab_executable, results_stem, run_process,
-                    solved_or_inf)
+                    median_or_inf, parse_run_arguments, ppolab_executable, results_stem, run_process, shown,
+                    solve_outcome, solved_or_inf)
 
 DEFAULT_ENVS = ("CartPole-v1", "LunarLander-v3")
 ALGOS = ("ppo", "trpo", "a2c", "vpg")
@@ -82,8 +82,7 @@ def run_one(algo: str, env_id: str, seed: int, workdir: Path, timeout: float | N
 
 
 def describe(row: RunRow) -> str:
-    outcome = (f"solved at step {row.solved_at_step:,} after {row.solved_at_seconds:.1f} s" if row.solved
-               else f"NOT solved ({row.status})")
+    outcome = solve_outcome(row.solved, row.solved_at_step, row.solved_at_seconds, row.status)
     final = "n/a" if row.final_mean_return_100 is None else f"{row.final_mean_return_100:.1f}"
     return (f"{row.env_id:<15} seed {row.seed}  {row.algo:<5} {'' if row.preset else '(defaults) '}{outcome}; "
             f"final rolling return {final}; load before {row.load_before:.2f}")
@@ -108,17 +107,15 @@ def summarize(rows: list[RunRow]) -> list[dict[str, Any]]:
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
-    def shown(value: float | None, pattern: str) -> str:
-        return "not solved" if value is None else pattern.format(value)
-
     header = (f"{'env':<15} {'algo':<5} {'settings':<8} {'solved':>6} {'median steps':>13} {'median s':>10} "
               f"{'median final':>13}")
     lines = [header, "-" * len(header)]
     for e in table:
-        final = "n/a" if e["median_final_return"] is None else f"{e['median_final_return']:.1f}"
         lines.append(f"{e['env_id']:<15} {e['algo']:<5} {'preset' if e['preset'] else 'defaults':<8} "
-                     f"{e['solved']:>3}/{e['seeds']:<2} {shown(e['median_steps_to_solve'], '{:,.0f}'):>13} "
-                     f"{shown(e['median_seconds_to_solve'], '{:.1f}'):>10} {final:>13}")
+                     f"{e['solved']:>3}/{e['seeds']:<2} "
+                     f"{shown(e['median_steps_to_solve'], '{:,.0f}', 'not solved'):>13} "
+                     f"{shown(e['median_seconds_to_solve'], '{:.1f}', 'not solved'):>10} "
+                     f"{shown(e['median_final_return'], '{:.1f}', 'n/a'):>13}")
     return "\n".join(lines)
 
 

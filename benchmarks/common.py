@@ -148,3 +148,13 @@ def parse_run_arguments(parser: argparse.ArgumentParser, argv: list[str] | None)
     if args.timeout is not None and args.timeout <= 0:
         parser.error("--timeout must be > 0")
     return args
+
+
+def solve_outcome(solved: bool, step: int | None, seconds: float | None, status: str) -> str:
+    """'solved at step N after S s', or 'NOT solved (status)' for one run's line."""
+    return f"solved at step {step:,} after {seconds:.1f} s" if solved else f"NOT solved ({status})"
+
+
+def shown(value: float | None, pattern: str, missing: str) -> str:
+    """``value`` formatted with ``pattern`` for a table cell, or ``missing`` when there is none."""
+    return missing if value is None else pattern.format(value)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (Results, add_run_arguments, benchmark_parser, format_machine, log_tail, machine_info,
-                    parse_run_arguments, ppolab_executable, results_stem, run_process)
+                    parse_run_arguments, ppolab_executable, results_stem, run_process, shown)
 
 HERE = Path(__file__).resolve().parent
 SB3_RUN = HERE / "sb3_run.py"
@@ -151,18 +151,15 @@ def summarize(rows: list[RunRow]) -> list[dict[str, Any]]:
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
-    def shown(value: float | None, pattern: str) -> str:
-        return "n/a" if value is None else pattern.format(value)
-
     header = (f"{'env':<15} {'library':<7} {'runs':>5} {'median eval':>12} {'median train':>13} "
               f"{'median s':>9} {'steps/s':>8}  reference at 1M steps")
     lines = [header, "-" * len(header)]
     for entry in table:
         lines.append(f"{entry['env_id']:<15} {entry['library']:<7} {entry['finished']:>2}/{entry['seeds']:<2} "
-                     f"{shown(entry['median_eval_return'], '{:.1f}'):>12} "
-                     f"{shown(entry['median_train_return_100'], '{:.1f}'):>13} "
-                     f"{shown(entry['median_wall_seconds'], '{:.0f}'):>9} "
-                     f"{shown(entry['median_steps_per_second'], '{:,.0f}'):>8}  {entry['reference']}")
+                     f"{shown(entry['median_eval_return'], '{:.1f}', 'n/a'):>12} "
+                     f"{shown(entry['median_train_return_100'], '{:.1f}', 'n/a'):>13} "
+                     f"{shown(entry['median_wall_seconds'], '{:.0f}', 'n/a'):>9} "
+                     f"{shown(entry['median_steps_per_second'], '{:,.0f}', 'n/a'):>8}  {entry['reference']}")
     return "\n".join(lines)
 
 

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from common import (Results, add_run_arguments, benchmark_parser, format_machine, log_tail, machine_info,
-                    median_or_inf, parse_run_arguments, ppolab_executable, results_stem, run_process,
-                    solved_or_inf)
+                    median_or_inf, parse_run_arguments, ppolab_executable, results_stem, run_process, shown,
+                    solve_outcome, solved_or_inf)
 
 HERE = Path(__file__).resolve().parent
 SB3_RUN = HERE / "sb3_run.py"
@@ -109,8 +109,7 @@ def run_one(library: str, env_id: str, seed: int, workdir: Path, timeout: float 
 
 
 def describe(row: RunRow) -> str:
-    outcome = (f"solved at step {row.solved_at_step:,} after {row.solved_at_seconds:.1f} s" if row.solved
-               else f"NOT solved ({row.status})")
+    outcome = solve_outcome(row.solved, row.solved_at_step, row.solved_at_seconds, row.status)
     threads = "" if row.torch_threads is None else f", {row.torch_threads} torch thread(s)"
     return (f"{row.env_id:<15} seed {row.seed}  {row.library:<6}  {outcome}; process {row.process_seconds:.1f} s"
             f"{threads}, load before {row.load_before:.2f}")
@@ -151,16 +150,13 @@ def speedup(sb3_seconds: float | None, ppolab_seconds: float | None) -> float | 
 
 
 def format_table(table: list[dict[str, Any]]) -> str:
-    def shown(value: float | None, pattern: str) -> str:
-        return "not solved" if value is None else pattern.format(value)
-
     header = f"{'env':<15} {'library':<7} {'solved':>6} {'median s':>11} {'median steps':>13} {'SB3 s / ppolab s':>17}"
     lines = [header, "-" * len(header)]
     for entry in table:
         ratio = entry["sb3_over_ppolab_seconds"]
         lines.append(f"{entry['env_id']:<15} {entry['library']:<7} {entry['solved']:>3}/{entry['seeds']:<2} "
-                     f"{shown(entry['median_seconds_to_solve'], '{:.1f}'):>11} "
-                     f"{shown(entry['median_steps_to_solve'], '{:,.0f}'):>13} "
+                     f"{shown(entry['median_seconds_to_solve'], '{:.1f}', 'not solved'):>11} "
+                     f"{shown(entry['median_steps_to_solve'], '{:,.0f}', 'not solved'):>13} "
                      f"{'n/a' if ratio is None else f'{ratio:.2f}x':>17}")
     return "\n".join(lines)
 

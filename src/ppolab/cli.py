@@ -19,16 +19,17 @@ def _hyperparameter_epilog() -> str:
     def shown(default: object) -> object:
         return ",".join(map(str, default)) if isinstance(default, tuple) else default
 
-    common = {k: v for k, v in field_help("ppo").items() if all(k in field_help(a) for a in CONFIG_CLASSES)}
+    def line(name: str, help_text: str, default: object) -> str:
+        return f"  {name:<22} {help_text} [default: {shown(default)}]"
+
+    helps = {algo: field_help(algo) for algo in CONFIG_CLASSES}
+    common = {k: v for k, v in helps["ppo"].items() if all(k in fields for fields in helps.values())}
     lines = ["hyperparameters (--set key=value, or a YAML/JSON file with --config):", "", " every algorithm:"]
-    for name, (help_text, default) in common.items():
-        lines.append(f"  {name:<22} {help_text} [default: {shown(default)}]")
-    for algo in CONFIG_CLASSES:
+    lines += [line(name, *entry) for name, entry in common.items()]
+    for algo, fields in helps.items():
         lines += ["", f" --algo {algo} only:"]
-        for name, (help_text, default) in field_help(algo).items():
-            if name not in common:
-                lines.append(f"  {name:<22} {help_text} [default: {shown(default)}]")
-        changed = [f"{name}={shown(default)}" for name, (_, default) in field_help(algo).items()
+        lines += [line(name, *entry) for name, entry in fields.items() if name not in common]
+        changed = [f"{name}={shown(default)}" for name, (_, default) in fields.items()
                    if name in common and default != common[name][1]]
         if changed:
             lines.append(f"  (its own defaults: {', '.join(changed)})")

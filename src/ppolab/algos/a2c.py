@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from ppolab import losses
+from ppolab.algos.common import approx_kl_after_step, batch_advantages
 from ppolab.config import A2CConfig
 from ppolab.optim import FlatAdam, FlatRMSprop, flatten_parameters, gradient_step
 from ppolab.policies import ActorCritic
-from ppolab.algos.common import approx_kl_after_step, batch_advantages
 from ppolab.rollout import Batch
 
 

@@ -61,7 +61,7 @@ class PPOUpdate:
 
     def _mean_kl(self, batch: Batch, old_head: torch.Tensor, old_log_std: torch.Tensor | None) -> float:
         with torch.no_grad():
-            head, _ = self.policy(batch.observations)
+            head = self.policy.logits(batch.observations)  # the actor only: V is not needed here
             return self.policy.distribution.kl(old_head, old_log_std, head, self.policy.log_std).mean().item()
 
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
