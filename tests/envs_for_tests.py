@@ -143,6 +143,12 @@ class InfRewardEnv(NaNRewardEnv):
     bad_reward = float("inf")
 
 
+class HugeRewardEnv(NaNRewardEnv):
+    """A finite reward whose square overflows float32: the value loss becomes inf."""
+
+    bad_reward = 1e30
+
+
 # --------------------------------------------------------------------------- a user-defined task
 
 
@@ -263,3 +269,195 @@ class ShiftedTargetBoxEnv(TargetBoxEnv):
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
         return 50.0 + 100.0 * obs, 100.0 * reward, terminated, truncated, info
+
+
+# --------------------------------------------------------------------------- faulty environments
+
+FAULTY_SEED = 2  # the env first reset with this seed misbehaves: with seed 0, that is env index 2
+FAULT_CALL = 37  # ... on its 37th call to step (it never ends an episode before that)
+
+
+class _FaultAtCall(_BoxObsDiscreteActions):
+    """Behaves until the ``FAULT_CALL``-th call to ``step`` of the env whose first reset got a
+    seed in ``faulty_seeds``; there ``fault`` happens. A vector env resets sub-env i with seed
+    ``seed + i``, so this singles out one env index even in async worker processes.
+
+    The fault of ``"raise_reset"`` is that the episode terminates at that step and the following
+    reset (the vector env's autoreset, one vector step later) raises.
+    """
+
+    fault = ""
+    faulty_seeds: tuple[int, ...] = (FAULTY_SEED,)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.faulty: bool | None = None  # decided by the first reset
+        self.failing_reset = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self.faulty is None:
+            self.faulty = seed in self.faulty_seeds
+        if self.failing_reset:
+            raise RuntimeError("cannot restart the simulator")
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.calls += 1
+        obs = self.observation_space.sample()
+        if not self.faulty or self.calls != FAULT_CALL:
+            return obs, 1.0, False, False, {}
+        reward, terminated = 1.0, False
+        if self.fault == "nan_obs":
+            obs[1] = np.nan
+        elif self.fault == "inf_obs":
+            obs[0] = np.inf
+        elif self.fault == "nan_reward":
+            reward = float("nan")
+        elif self.fault == "inf_reward":
+            reward = float("-inf")
+        elif self.fault == "wrong_shape":
+            obs = obs[:3]
+        elif self.fault == "raise_step":
+            raise ValueError("simulated physics blew up")
+        elif self.fault == "raise_reset":
+            terminated, self.failing_reset = True, True
+        return obs, reward, terminated, False, {}
+
+
+class NaNObsEnv(_FaultAtCall):
+    fault = "nan_obs"
+
+
+class NaNObsTwoEnvs(_FaultAtCall):
+    """Envs 1 and 3 (with seed 0) return NaN observations at the same step."""
+
+    fault = "nan_obs"
+    faulty_seeds = (1, 3)
+
+
+class InfObsEnv(_FaultAtCall):
+    fault = "inf_obs"
+
+
+class NaNRewardAtEnv(_FaultAtCall):
+    fault = "nan_reward"
+
+
+class InfRewardAtEnv(_FaultAtCall):
+    fault = "inf_reward"
+
+
+class WrongShapeObsEnv(_FaultAtCall):
+    fault = "wrong_shape"
+
+
+class StepRaisesEnv(_FaultAtCall):
+    fault = "raise_step"
+
+
+class ResetRaisesEnv(_FaultAtCall):
+    fault = "raise_reset"
+
+
+class FirstResetRaisesEnv(_BoxObsDiscreteActions):
+    """The env first reset with seed ``FAULTY_SEED`` raises right there."""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed == FAULTY_SEED:
+            raise OSError("simulator license not found")
+        return super().reset(seed=seed, options=options)
+
+
+class WrongShapeVectorEnv(gym.vector.VectorEnv):
+    """A native vector env (no sub-envs for ppolab to wrap) of ``num_envs`` copies of the base
+    task, whose ``FAULT_CALL``-th step returns observations of shape ``[num_envs, 3]``."""
+
+    def __init__(self, num_envs: int = 4) -> None:
+        self.num_envs = num_envs
+        self.single_observation_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.single_action_space = spaces.Discrete(2)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.calls = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, actions):
+        self.calls += 1
+        obs = self.observation_space.sample()
+        if self.calls == FAULT_CALL:
+            obs = obs[:, :3]
+        n = self.num_envs
+        return obs, np.ones(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), {}
+
+
+class ResetReturnsObsOnlyEnv(_BoxObsDiscreteActions):
+    """Breaks Gymnasium's API: ``reset`` returns the observation without the info dict."""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        gym.Env.reset(self, seed=seed)
+        return self.observation_space.sample()
+
+
+FAULT_IN_EPISODE_AT = 20
+
+
+class _FaultInEpisode(_BoxObsDiscreteActions):
+    """Deterministic and well-behaved (Gymnasium's checker passes it) until step
+    ``FAULT_IN_EPISODE_AT`` of each episode, where ``fault`` happens. For check-env."""
+
+    fault = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+        self._t = 0
+
+    def _obs(self) -> np.ndarray:
+        return self.np_random.uniform(-1.0, 1.0, size=3).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self._t += 1
+        obs, reward = self._obs(), 0.5
+        if self._t == FAULT_IN_EPISODE_AT:
+            if self.fault == "nan_obs":
+                obs[2] = np.nan
+            elif self.fault == "inf_reward":
+                reward = float("inf")
+            elif self.fault == "wrong_shape":
+                obs = np.zeros((3, 1), dtype=np.float32)
+            elif self.fault == "raise_step":
+                raise ZeroDivisionError("division by zero in the dynamics")
+        return obs, reward, False, self._t >= 100, {}
+
+
+class NaNObsInEpisodeEnv(_FaultInEpisode):
+    fault = "nan_obs"
+
+
+class InfRewardInEpisodeEnv(_FaultInEpisode):
+    fault = "inf_reward"
+
+
+class WrongShapeInEpisodeEnv(_FaultInEpisode):
+    fault = "wrong_shape"
+
+
+class StepRaisesInEpisodeEnv(_FaultInEpisode):
+    fault = "raise_step"
+
+
+class NeedsArgumentEnv(_BoxObsDiscreteActions):
+    """Cannot be made with no arguments."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level

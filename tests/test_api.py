@@ -15,7 +15,7 @@ import torch
 import envs_for_tests as E
 from ppolab import PPO, evaluate
 from ppolab.config import preset
-from ppolab.errors import ModelFileError, TrainingDivergedError
+from ppolab.errors import EnvironmentFaultError, ModelFileError
 from ppolab.train import TrainResult
 
 SMALL = dict(seed=0, n_envs=4, n_steps=64, minibatch_size=128)  # 256 steps per update
@@ -176,10 +176,13 @@ def test_callback_none_keeps_going():
     agent.close()
 
 
-def test_inf_reward_raises_training_diverged_with_finite_weights():
+def test_inf_reward_raises_environment_fault_with_finite_weights():
     agent = PPO("envs_for_tests:InfRewardEnv", seed=0, n_envs=2, n_steps=64, minibatch_size=64)
-    with pytest.raises(TrainingDivergedError, match="update 5"):
+    # Both envs pay inf from their 301st step, vector step 300 of rollout 5: 600 env steps before it.
+    with pytest.raises(EnvironmentFaultError) as excinfo:
         agent.learn(4096)
+    assert str(excinfo.value).startswith(
+        "env 0 returned a non-finite reward at step 600: reward = inf (2 of 2 envs did)")
     assert agent.updates == 4
     assert all(bool(torch.isfinite(p).all()) for p in agent.policy.parameters())
     agent.close()

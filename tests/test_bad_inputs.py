@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ppolab.checkpoints import CheckpointDir
+
 from ppolab import cli
 from ppolab.errors import PPOLabError
 
@@ -252,10 +254,13 @@ def test_nan_reward_stops_training_and_keeps_the_last_good_model(run_cli, tmp_pa
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     model = tmp_path / "r" / "model.pt"
-    # NaNRewardEnv pays NaN from its 301st step; 64 steps per env per update: update 5.
-    assert "training diverged at update 5" in proc.stderr
-    assert f"last good model is saved at {model}" in proc.stderr
+    # NaNRewardEnv pays NaN from its 301st step (vector step 300, in rollout 5), so the collector
+    # stops before update 5; 300 vector steps of 2 envs came before it.
+    assert "ppolab: error: env 0 returned a non-finite reward at step 600: reward = nan (2 of 2 envs did)" \
+        in proc.stderr
+    assert "checkpoint ckpt-000000004.pt" in proc.stderr
     assert model.is_file()
+    assert PPO.load(tmp_path / "r" / "checkpoints" / "ckpt-000000004.pt").updates == 4
 
     agent = PPO.load(model)
     assert agent.updates == 4
@@ -267,10 +272,29 @@ def test_nan_reward_stops_training_and_keeps_the_last_good_model(run_cli, tmp_pa
     assert all(float(r["value_loss"]) == float(r["value_loss"]) for r in rows)  # no NaN logged
 
 
+def test_a_loss_that_overflows_stops_training_and_keeps_the_last_good_state(run_cli, tmp_path):
+    from ppolab import PPO
+
+    proc = run_cli(["train", "envs_for_tests:HugeRewardEnv", "--out", tmp_path, *FAST, "--steps", 4096,
+                    "--set", "n_envs=2", "--set", "n_steps=64", "--set", "minibatch_size=64"])
+    assert proc.returncode == 2, proc.stderr
+    run = tmp_path / "r"
+    # rewards of 1e30 from rollout 5 on: finite, but the squared value error overflows float32
+    assert proc.stderr.startswith("ppolab: error: training diverged at update 5 (step 640): ")
+    assert f"the last good model is saved at {run / 'model.pt'} and as checkpoint" in proc.stderr
+    last = PPO.load(CheckpointDir(run).all()[-1])
+    assert last.global_step == 640 and all(bool(torch.isfinite(p).all()) for p in last.policy.parameters())
+    # Resuming continues at update 5 with fresh env instances, whose rewards blow up after
+    # another 300 steps each: rollouts 6-9 train (updates 5-8) and update 9 diverges.
+    resumed = run_cli(["resume", run, "--quiet"])
+    assert resumed.returncode == 2
+    assert resumed.stderr.startswith("ppolab: error: training diverged at update 9 (step 1,280): ")
+
+
 def test_errors_are_ppolab_errors():
     """Everything the CLI turns into exit status 2 derives from PPOLabError."""
     from ppolab import errors
 
     for name in ("ConfigError", "EnvironmentSpecError", "ModelFileError", "RunDirectoryError",
-                 "TrainingDivergedError"):
+                 "TrainingDivergedError", "EnvironmentFaultError"):
         assert issubclass(getattr(errors, name), PPOLabError)

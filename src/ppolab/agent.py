@@ -14,18 +14,19 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ppolab import modelfile
+from ppolab import modelfile, rng
 from ppolab.algos.a2c import A2CUpdate
 from ppolab.algos.ppo import PPOUpdate
 from ppolab.algos.trpo import TRPOUpdate
 from ppolab.algos.vpg import VPGUpdate
+from ppolab.checkpoints import model_path
 from ppolab.config import A2CConfig, Config, PPOConfig, TRPOConfig, VPGConfig, preset
 from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
 from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Collector
-from ppolab.train import Reporter, TrainResult, seed_everything, train
+from ppolab.train import Reporter, TrainResult, plan, seed_everything, train
 
 
 class Agent:
@@ -80,6 +81,9 @@ class Agent:
         self.episode_count = 0
         self.recent_returns: deque[float] = deque(maxlen=cfg.rolling_window)
         self.recent_lengths: deque[int] = deque(maxlen=cfg.rolling_window)
+        # (first step, planned steps) of the learn() call in progress or interrupted; see resume()
+        self.schedule: tuple[int, int] | None = None
+        self._saved_rng: dict[str, Any] | None = None
         self.obs_normalizer = (ObservationNormalizer(info.obs_shape, cfg.observation_clip)
                                if cfg.normalize_observations else None)
         self.reward_scaler = (RewardScaler(cfg.n_envs, cfg.gamma, cfg.reward_clip)
@@ -114,10 +118,32 @@ class Agent:
         if self.collector is None:
             raise ModelFileError("this agent was loaded without an environment; use "
                                  f"{type(self).__name__}.load(path, env=...) to continue training")
+        self.plan(total_steps)
+        return train(self, reporter, callback)
+
+    def plan(self, total_steps: int | None = None) -> None:
+        """Set up a ``learn(total_steps)`` call without running it; :meth:`resume` runs it.
+        (``ppolab train`` does this so that its first checkpoint can already be resumed.)"""
         steps = self.config.total_steps if total_steps is None else int(total_steps)
         if steps < 1:
             raise ConfigError(f"invalid total_steps={steps}: must be an integer >= 1")
-        return train(self, steps, reporter, callback)
+        plan(self, steps)
+
+    def resume(self, *, callback: Any = None, reporter: Reporter | None = None) -> TrainResult:
+        """Finish the ``learn()`` call this agent was checkpointed in the middle of: same
+        learning-rate schedule, counters, optimizer, normalizers and random generators; the
+        environments start fresh episodes. Used by ``ppolab resume``."""
+        if self.collector is None:
+            raise ModelFileError("this agent was loaded without an environment; use "
+                                 f"{type(self).__name__}.load(path, env=...) to resume training")
+        if self.schedule is None:
+            raise ConfigError("nothing to resume: this model was saved after its training finished; "
+                              "call learn(steps) to train further")
+        if self._saved_rng is not None:
+            rng.restore(self._saved_rng)
+            self.generator.set_state(self._saved_rng["generator"])
+            self._saved_rng = None
+        return train(self, reporter, callback)
 
     @torch.no_grad()
     def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
@@ -151,6 +177,8 @@ class Agent:
             "optimizer": self.algorithm.state_dict(),
             "counters": {"global_step": self.global_step, "updates": self.updates,
                          "episodes": self.episode_count},
+            "schedule": None if self.schedule is None else dict(zip(("start_step", "steps"), self.schedule)),
+            "rng": {**rng.capture(), "generator": self.generator.get_state()},
             "recent_episodes": {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths)},
             "normalizers": {
                 "observations": None if self.obs_normalizer is None else self.obs_normalizer.stats.state_dict(),
@@ -160,12 +188,14 @@ class Agent:
 
     @classmethod
     def load(cls, path: str | Path, env: EnvSource | None = None) -> Agent:
-        """An agent from a model file (or a run directory holding ``model.pt``). ``Agent.load``
+        """An agent from a model file or a run directory (its ``model.pt``, or its newest
+        checkpoint if the run never finished). ``Agent.load``
         (and ``ppolab.load``) returns whichever algorithm the file holds; ``PPO.load`` insists
         on a PPO model.
 
         Without ``env`` the agent can ``predict``; with one it can also ``learn`` further.
         """
+        path = model_path(path)
         data = modelfile.load(path)
         algo = data.get("algo")
         if cls is Agent:
@@ -192,6 +222,12 @@ class Agent:
         agent.global_step = int(counters.get("global_step", 0))
         agent.updates = int(counters.get("updates", 0))
         agent.episode_count = int(counters.get("episodes", 0))
+        schedule = data.get("schedule")
+        try:
+            agent.schedule = None if schedule is None else (int(schedule["start_step"]), int(schedule["steps"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: malformed training schedule ({exc})") from None
+        agent._saved_rng = data.get("rng")
         normalizers = data.get("normalizers", {})
         try:
             if agent.obs_normalizer is not None:

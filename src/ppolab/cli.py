@@ -1,4 +1,4 @@
-"""The ``ppolab`` command: ``train`` and ``eval``.
+"""The ``ppolab`` command: ``train``, ``resume`` and ``eval``.
 
 Heavy imports (torch, gymnasium) happen inside the commands so that ``--help`` is instant.
 """
@@ -6,11 +6,19 @@ Heavy imports (torch, gymnasium) happen inside the commands so that ``--help`` i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ppolab import clock  # noqa: F401  (records the process start time first)
+
+if TYPE_CHECKING:
+    from ppolab.agent import Agent
+    from ppolab.rundir import RunReporter
+    from ppolab.train import TrainResult
 
 
 def _hyperparameter_epilog() -> str:
@@ -90,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-early-stop", action="store_true", help="train the full budget even once solved")
     train.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace an existing run directory of the same name (only a ppolab run directory)")
+
+    resume = sub.add_parser(
+        "resume", help="continue an interrupted or crashed run",
+        description="Continue the run in RUN_DIR from its newest complete checkpoint, to the step "
+        "budget it was started with. The environments start fresh episodes; counters, optimizer, "
+        "normalizers, learning-rate schedule and random generators continue, and metrics.csv, "
+        "episodes.csv and TensorBoard continue without duplicated or missing rows.",
+    )
+    resume.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by ppolab train")
+    resume.add_argument("--quiet", action="store_true", help="no progress output")
 
     ev = sub.add_parser(
         "eval", help="evaluate a trained agent",
@@ -102,14 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
                     help="take the most likely action instead of sampling from the policy")
     ev.add_argument("--seed", type=_seed, default=1_000_000, help="seed of the first episode (default: 1000000)")
     ev.add_argument("--video", metavar="FILE", help="record the episodes to FILE (.gif, or .mp4 with ppolab[video])")
+
+    check = sub.add_parser(
+        "check-env", help="check that ppolab can train on an environment",
+        description="Make one ID_OR_PATH env and run Gymnasium's environment checker, ppolab's "
+        "supported-space check, and --steps random steps (every observation of the right shape "
+        "and finite, every reward finite, no exception). Prints each check and a verdict; exits "
+        "0 when all pass, 1 when one fails, 2 when the env cannot be made.",
+    )
+    check.add_argument("target", metavar="ID_OR_PATH",
+                       help="a Gymnasium id (e.g. CartPole-v1) or module:Attr naming an env class or factory")
+    check.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
+                       help="random steps to take (default: 1000)")
     return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ppolab.agent import Agent
-    from ppolab.config import config_class, config_file_algo, load_config_file, parse_assignments, parse_value, preset
-    from ppolab.errors import ConfigError
+    from ppolab.config import (
+        config_class,
+        config_file_algo,
+        load_config_file,
+        parse_assignments,
+        parse_value,
+        preset,
+    )
     from ppolab.envs import resolve_env_id
+    from ppolab.errors import ConfigError
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter, check_can_create
 
@@ -133,36 +172,99 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     name = args.name or f"{env_id.replace(':', '.').replace('/', '.')}-{algo}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(args.out) / name
-    check_can_create(run_dir)
+    check_can_create(run_dir, args.overwrite)
     agent = Agent.registry[algo](env_id, config=config)  # validates the environment and its spaces
     reporter = RunReporter(run_dir, Progress(f"{algo.upper()} {env_id}", quiet=args.quiet),
                            tensorboard=not args.no_tensorboard)
     try:
-        reporter.create(agent)
+        agent.plan()
+        reporter.create(agent, args.overwrite)
     except BaseException:
         agent.close()
         raise
     if not args.quiet:
         print(f"training {algo.upper()} on {env_id} (seed {config.seed}, {config.total_steps:,} steps) -> {run_dir}",
               file=sys.stderr)
+    return _run_training(agent, reporter, run_dir, agent.resume)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from ppolab.checkpoints import CheckpointDir
+    from ppolab.errors import RunDirectoryError
+    from ppolab.progress import Progress
+    from ppolab.rundir import RunReporter, is_run_dir
+
+    run_dir = Path(args.run_dir)
+    if not is_run_dir(run_dir):
+        raise RunDirectoryError(f"{run_dir} is not a ppolab run directory (no config.yaml in it)")
+    env_id = yaml.safe_load((run_dir / "config.yaml").read_text())["env_id"]
+    finished = (f"{run_dir} finished its training; to train further start a new run with: "
+                f"ppolab train {env_id} --config {run_dir / 'config.yaml'}")
+    summary = run_dir / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("interrupted_by") is None:
+        raise RunDirectoryError(finished)
+    agent = CheckpointDir(run_dir).load_newest(env_id)
+    if agent.schedule is None:
+        agent.close()
+        raise RunDirectoryError(finished)
+    start, planned = agent.schedule
+    reporter = RunReporter(run_dir, Progress(f"{agent.algo.upper()} {agent.env_id}", quiet=args.quiet))
+    reporter.reopen(agent)
+    if not args.quiet:
+        print(f"resuming {agent.algo.upper()} on {agent.env_id} at step {agent.global_step:,} of "
+              f"{start + planned:,} (update {agent.updates:,}) -> {run_dir}", file=sys.stderr)
+    return _run_training(agent, reporter, run_dir, agent.resume)
+
+
+def _run_training(agent: Agent, reporter: RunReporter, run_dir: Path,
+                  start: Callable[..., TrainResult]) -> int:
+    """Run ``start(reporter=, callback=)`` under a graceful SIGINT/SIGTERM handler and print
+    the verdict, or how to resume."""
+    from ppolab.errors import RunDirectoryError
+    from ppolab.interrupts import GracefulStop
+
+    def keep_going(row: dict) -> bool:
+        if stop.requested is None:
+            return True
+        reporter.interrupted_by = stop.requested
+        return False
+
     try:
-        result = agent.learn(reporter=reporter)
-    except KeyboardInterrupt:
-        reporter.close()
-        path = agent.save(run_dir / "model.pt")
-        print(f"\ninterrupted at step {agent.global_step:,}; model saved to {path}", file=sys.stderr)
-        return 130
+        with GracefulStop() as stop:
+            result = start(reporter=reporter, callback=keep_going)
+    except OSError as exc:  # a full disk, a quota, a lost mount: the newest checkpoint is intact
+        with contextlib.suppress(OSError):
+            reporter.close()
+        raise RunDirectoryError(
+            f"writing to {run_dir} failed at step {agent.global_step:,} ({exc}); the newest "
+            f"complete checkpoint is kept: fix the cause, then continue with: ppolab resume {run_dir}"
+        ) from None
+    except KeyboardInterrupt:  # a second signal: stop at once, keep the newest checkpoint
+        with contextlib.suppress(OSError):
+            reporter.close()
+        print(f"\nstopped at once at step {agent.global_step:,}; continue from the newest checkpoint "
+              f"with: ppolab resume {run_dir}", file=sys.stderr)
+        return stop.exit_code or 130
     finally:
         agent.close()
+    if reporter.interrupted_by is not None:
+        print(f"interrupted by {reporter.interrupted_by} at step {result.total_steps:,}; checkpoint "
+              f"saved. Continue with: ppolab resume {run_dir}", file=sys.stderr)
+        return stop.exit_code
+    offset = reporter.time_offset  # a resumed run's clock continues
     if result.solved:
-        verdict = (f"solved at step {result.solved_at_step:,} after {result.solved_at_seconds:.1f} s "
+        verdict = (f"solved at step {result.solved_at_step:,} after {offset + result.solved_at_seconds:.1f} s "
                    f"(rolling mean >= {result.reward_threshold:g})")
     elif result.reward_threshold is not None:
         verdict = f"not solved (threshold {result.reward_threshold:g})"
     else:
         verdict = "no reward threshold for this environment"
     mean = "n/a" if result.final_mean_return_100 is None else f"{result.final_mean_return_100:.1f}"
-    print(f"{verdict}; rolling mean return {mean}; {result.total_steps:,} steps in {result.wall_seconds:.1f} s\n"
+    print(f"{verdict}; rolling mean return {mean}; {result.total_steps:,} steps in {offset + result.wall_seconds:.1f} s\n"
           f"run directory: {run_dir}")
     return 0
 
@@ -182,15 +284,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_env(args: argparse.Namespace) -> int:
+    from ppolab.checkenv import check_environment
+
+    report = check_environment(args.target, args.steps)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ppolab.errors import PPOLabError
 
     try:
-        return {"train": cmd_train, "eval": cmd_eval}[args.command](args)
+        return {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval,
+                "check-env": cmd_check_env}[args.command](args)
     except PPOLabError as exc:
         print(f"ppolab: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nppolab: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -79,6 +79,10 @@ class Config:
     stop_when_solved: bool = _f(True, "stop training once solved")
     rolling_window: int = _f(100, "episodes in the rolling mean return")
     torch_threads: int = _f(1, "torch CPU threads (1 is fastest for small networks)")
+    checkpoint_every: int = _f(
+        20, "run directories: write a checkpoint every K updates (0: only at the start and the end)"
+    )
+    keep_checkpoints: int = _f(3, "run directories: how many of the newest checkpoints to keep, >= 1")
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
@@ -112,6 +116,8 @@ class Config:
                "reward_threshold", c.reward_threshold, "a finite number, or none")
         _check(c.rolling_window >= 1, "rolling_window", c.rolling_window, "an integer >= 1")
         _check(c.torch_threads >= 1, "torch_threads", c.torch_threads, "an integer >= 1")
+        _check(c.checkpoint_every >= 0, "checkpoint_every", c.checkpoint_every, "an integer >= 0")
+        _check(c.keep_checkpoints >= 1, "keep_checkpoints", c.keep_checkpoints, "an integer >= 1")
 
     def _check_minibatch(self, name: str) -> None:
         size = getattr(self, name)

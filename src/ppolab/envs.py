@@ -11,16 +11,24 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import importlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from ppolab.action_spaces import ActionSpec
-from ppolab.errors import EnvironmentSpecError, PPOLabError, closest
+from ppolab.errors import (
+    EnvironmentFaultError,
+    EnvironmentSpecError,
+    PPOLabError,
+    closest,
+)
 
 # Ids that older material uses and Gymnasium 1.x renamed.
 RENAMED_IDS = {
@@ -117,13 +125,71 @@ def check_spaces(
     return ActionSpec.from_space(action_space, squash_actions, where)
 
 
+class FaultGuard(gym.Wrapper):
+    """Names the sub-env behind a fault: an exception in ``step``/``reset`` becomes an
+    :class:`EnvironmentFaultError` saying ``env I raised Type: message in step()``, and an
+    observation whose shape differs from the observation space's is refused the same way
+    (Gymnasium would otherwise fail later, stacking the sub-env observations, without saying
+    which env). The collector appends the global step to these messages.
+
+    ``ppolab_env_index`` is set by :func:`make_vec_env`, through the constructor or
+    ``VectorEnv.set_attr`` (which sets it on this, the outermost, wrapper).
+    """
+
+    ppolab_env_index: int | None = None
+
+    def __init__(self, env: gym.Env, index: int | None = None) -> None:
+        super().__init__(env)
+        self.ppolab_env_index = index
+        self._obs_shape = env.observation_space.shape
+
+    def step(self, action: Any) -> tuple:
+        try:
+            result = self.env.step(action)
+        except PPOLabError:
+            raise
+        except Exception as exc:
+            raise self._raised(exc, "step()") from exc
+        self._check_shape(result[0], "step()")
+        return result
+
+    def reset(self, **kwargs: Any) -> tuple:
+        try:
+            result = self.env.reset(**kwargs)
+        except PPOLabError:
+            raise
+        except Exception as exc:
+            raise self._raised(exc, "reset()") from exc
+        self._check_shape(result[0], "reset()")
+        return result
+
+    def _name(self) -> str:
+        return "a sub-env" if self.ppolab_env_index is None else f"env {self.ppolab_env_index}"
+
+    def _raised(self, exc: Exception, method: str) -> EnvironmentFaultError:
+        return EnvironmentFaultError(f"{self._name()} raised {type(exc).__name__}: {exc} in {method}")
+
+    def _check_shape(self, observation: Any, method: str) -> None:
+        shape = np.shape(observation)
+        if shape != self._obs_shape:
+            raise EnvironmentFaultError(
+                f"{self._name()} returned an observation of shape {shape} instead of "
+                f"{self._obs_shape} (its observation space's shape) from {method}"
+            )
+
+
+def _guarded(factory: Callable[[], gym.Env], index: int) -> gym.Env:
+    return FaultGuard(factory(), index)
+
+
 def make_vec_env(
     source: EnvSource, n_envs: int, vectorization: str = "auto", squash_actions: bool = False
 ) -> tuple[gym.vector.VectorEnv, EnvInfo]:
     """A next-step-autoreset vector env of ``n_envs`` copies of ``source``, and its :class:`EnvInfo`.
 
     Raises :class:`EnvironmentSpecError` for unknown ids and unsupported spaces, before any
-    training starts.
+    training starts. Sub-envs that ppolab vectorizes itself (sync or async) are wrapped in
+    :class:`FaultGuard`; native vector implementations and ready vector envs are used as they are.
     """
     threshold = None
     if isinstance(source, gym.vector.VectorEnv):
@@ -147,7 +213,11 @@ def make_vec_env(
                 probe = gym.make(name)
                 check_spaces(probe.observation_space, probe.action_space, name)
                 probe.close()
-            vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode)
+            guarded = mode in ("sync", "async")
+            vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode,
+                                   wrappers=[FaultGuard] if guarded else None)
+            if guarded:
+                vec_env.set_attr("ppolab_env_index", list(range(n_envs)))
     else:
         if isinstance(source, str):
             name, factory = source, _import_attr(source)
@@ -181,10 +251,11 @@ def make_vec_env(
             if not isinstance(source, str):
                 name = first.spec.id  # a registered env, so `ppolab eval` can make it again
         check_spaces(first.observation_space, first.action_space, name)
-        fns = [lambda first=first: first] + [factory] * (n_envs - 1)
+        fns = [lambda first=first: FaultGuard(first, 0)]
+        fns += [functools.partial(_guarded, factory, i) for i in range(1, n_envs)]
         if vectorization == "async":
             first.close()
-            fns = [factory] * n_envs
+            fns = [functools.partial(_guarded, factory, i) for i in range(n_envs)]
         vec_cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
         vec_env = vec_cls(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
 

@@ -30,6 +30,12 @@ class RunDirectoryError(PPOLabError):
     """A run directory that cannot be created, or is not a run directory."""
 
 
+class EnvironmentFaultError(PPOLabError, RuntimeError):
+    """An environment misbehaved while training: it raised in ``step``/``reset``, or returned a
+    NaN/inf observation or reward, or an observation of the wrong shape. The message names the
+    env index (when known), the global step and the offending value."""
+
+
 class VideoError(PPOLabError):
     """A video that cannot be written (format without its optional dependency)."""
 

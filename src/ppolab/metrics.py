@@ -10,10 +10,12 @@ algorithm's statistics (its update class's ``STATS``);
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+from ppolab.modelfile import atomic_write
 from ppolab.rollout import Episode
 
 _HEAD = ("update", "global_step", "wall_seconds", "sps", "learning_rate")
@@ -65,12 +67,22 @@ class MetricsWriter:
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, sync: bool = False) -> None:
+        """Hand buffered rows to the OS; with ``sync``, also to the disk (before a checkpoint,
+        so that the files on disk always hold every row the checkpoint counts)."""
         self._flushed_at = time.monotonic()
-        self._metrics_file.flush()
-        self._episodes_file.flush()
+        for f in (self._metrics_file, self._episodes_file):
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
         if self._tb is not None:
             self._tb.flush()
+
+    def purge_tensorboard_from(self, step: int) -> None:
+        """Hide earlier TensorBoard points at ``step`` or later (those of a run killed after its
+        last checkpoint, which the resumed run writes again)."""
+        if self._tb is not None:
+            self._tb.purge_from(step)
 
     def close(self) -> None:
         self.flush()
@@ -99,8 +111,49 @@ class TensorBoardScalars:
         values = [self._summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]
         self._writer.add_event(self._event(summary=self._summary(value=values), step=step, wall_time=time.time()))
 
+    def purge_from(self, step: int) -> None:
+        # TensorBoard's reader drops every earlier event with a step >= a SessionLog.START's step.
+        from tensorboard.compat.proto.event_pb2 import SessionLog
+
+        start = SessionLog(status=SessionLog.START)
+        self._writer.add_event(self._event(step=step, wall_time=time.time(), session_log=start))
+
     def flush(self) -> None:
         self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
+
+
+def truncate_run_files(run_dir: Path, updates: int, episodes: int) -> float:
+    """Cut ``metrics.csv`` back to updates ``1..updates`` and ``episodes.csv`` to episodes
+    ``1..episodes``: the rows a checkpoint counts. Rows written after it (and a last row cut in
+    half by a kill) go; the resumed run writes them again. Returns the last kept
+    ``wall_seconds`` (0 if none), from which the resumed run's clock continues."""
+    last_seconds = 0.0
+    for name, limit in (("metrics.csv", updates), ("episodes.csv", episodes)):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        lines = path.read_text().splitlines(keepends=True)
+        if not lines:
+            continue
+        header, kept = lines[0], [lines[0]]
+        width = len(next(csv.reader([header])))
+        for line in lines[1:]:
+            row = next(csv.reader([line]), [])
+            if not line.endswith("\n") or len(row) != width or not row[0].isdigit() or int(row[0]) > limit:
+                break
+            kept.append(line)
+            if name == "metrics.csv":
+                last_seconds = float(row[2])
+        found = len(kept) - 1
+        if found != limit:
+            from ppolab.errors import RunDirectoryError
+
+            raise RunDirectoryError(f"{path} has {found} complete rows but the checkpoint counts {limit}; "
+                                    "the run directory was changed by hand or its disk lost data")
+        if len(kept) != len(lines):
+            text = "".join(kept)
+            atomic_write(path, lambda f, text=text: f.write(text.encode()))
+    return last_seconds

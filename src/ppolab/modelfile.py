@@ -1,11 +1,14 @@
 """Model files: tensors and plain values only, written atomically, read without unpickling code.
 
 A model file is ``torch.save`` of a dict of tensors, numbers, strings, lists and dicts; it is
-read with ``torch.load(weights_only=True)``, which refuses anything that would run code.
+read with ``torch.load(weights_only=True)``, which refuses anything that would run code. Since
+format version 2 it carries a SHA-256 of its contents: torch's zip reader does not check its
+CRCs, so without it a file damaged on disk would load silently with wrong weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +19,10 @@ import torch
 from ppolab.errors import ModelFileError
 
 FORMAT = "ppolab-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: the same, without the checksum
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write: Any) -> None:
@@ -25,6 +31,7 @@ def atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide run files from the group
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -37,7 +44,9 @@ def atomic_write(path: Path, write: Any) -> None:
 
 def save(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, f))
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    data["sha256"] = checksum(data)
+    atomic_write(path, lambda f: torch.save(data, f))
     return path
 
 
@@ -51,12 +60,47 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelFileError(f"{path} is not a readable ppolab model file: {exc}") from None
+        raise ModelFileError(f"{path} is not a readable ppolab model file (truncated, corrupted, or "
+                             f"not a model): {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a ppolab model file")
-    if data.get("format_version") != FORMAT_VERSION:
+    version = data.get("format_version")
+    if version not in READABLE_VERSIONS:
         raise ModelFileError(
-            f"{path} has model format version {data.get('format_version')}; this ppolab reads "
-            f"version {FORMAT_VERSION} (upgrade ppolab to read newer files)"
+            f"{path} has model format version {version}; this ppolab reads version "
+            f"{FORMAT_VERSION} or older (upgrade ppolab to read newer files)"
         )
+    if version >= 2:
+        stored = data.pop("sha256", None)
+        if stored != checksum(data):
+            raise ModelFileError(f"{path} is corrupted: its contents do not match the checksum "
+                                 "written with it")
     return data
+
+
+def checksum(obj: Any) -> str:
+    """SHA-256 over a canonical walk of nested dicts, lists, tensors and plain values."""
+    h = hashlib.sha256()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, dict):
+            h.update(b"{")
+            for key in sorted(x, key=str):
+                if key != "sha256":
+                    h.update(repr(key).encode())
+                    walk(x[key])
+            h.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for item in x:
+                walk(item)
+            h.update(b"]")
+        else:
+            h.update(repr(x).encode())
+
+    walk(obj)
+    return h.hexdigest()

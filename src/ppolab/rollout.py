@@ -10,17 +10,24 @@ following step ignores its action and returns the reset observation with reward 
   ``values[t]`` there is V(final observation), exactly what a truncated episode bootstraps with;
 * the env is never reset between rollouts: an episode that crosses a rollout boundary is
   continued, and the boundary is bootstrapped with ``last_values`` = V(s_T).
+
+The collector also refuses a misbehaving env (:class:`~ppolab.errors.EnvironmentFaultError`):
+an exception in ``step``/``reset``, a NaN/inf observation or reward, or observations of the
+wrong shape. A fault leaves the learning state (normalizer statistics, the sampling generator)
+as it was at the start of the rollout, so a model saved after it is the last good one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from ppolab.envs import EnvInfo
+from ppolab.errors import EnvironmentFaultError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
 from ppolab.policies import ActorCritic
 
@@ -108,6 +115,37 @@ class Episode:
     end_step: int
 
 
+def _passes_through(exc: Exception) -> bool:
+    """ppolab's own errors out of an env keep their type, except faults (see :func:`_fault`)."""
+    return isinstance(exc, PPOLabError) and not isinstance(exc, EnvironmentFaultError)
+
+
+def _fault(exc: Exception, method: str, when: str) -> EnvironmentFaultError:
+    """The error for an exception out of the vector env's ``method``: a sub-env's fault from
+    :class:`~ppolab.envs.FaultGuard` (which names the env) gets ``when`` appended; any other
+    exception is the vector env's as a whole."""
+    if isinstance(exc, EnvironmentFaultError):
+        return EnvironmentFaultError(f"{exc} {when}")
+    return EnvironmentFaultError(f"the vector env raised {type(exc).__name__}: {exc} in {method} {when}")
+
+
+def _non_finite(values: np.ndarray, what: str, when: str) -> EnvironmentFaultError:
+    """The error naming the first env (row of ``values``) with a NaN/inf entry, and its value."""
+    rows = values.reshape(values.shape[0], -1)
+    bad_envs = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    env = int(bad_envs[0])
+    column = int(np.flatnonzero(~np.isfinite(rows[env]))[0])
+    if values.ndim == 1:
+        entry = what
+    else:
+        position = np.unravel_index(column, values.shape[1:])
+        entry = f"{what}[{', '.join(str(int(k)) for k in position)}]"
+    several = f" ({len(bad_envs)} of {len(rows)} envs did)" if len(bad_envs) > 1 else ""
+    return EnvironmentFaultError(
+        f"env {env} returned a non-finite {what} {when}: {entry} = {float(rows[env, column])}{several}"
+    )
+
+
 class Collector:
     """Steps a vector env with the current policy and fills preallocated rollout tensors."""
 
@@ -120,6 +158,7 @@ class Collector:
         self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
         self.n_envs, self.n_steps = env.num_envs, n_steps
         T, N = n_steps, self.n_envs
+        self.batch_obs_shape = (N, *info.obs_shape)
         self.rollout = Rollout(
             observations=torch.zeros(T, N, *info.obs_shape),
             actions=torch.zeros(T, N, *info.action.shape, dtype=info.action.dtype),
@@ -134,17 +173,39 @@ class Collector:
         self.reset(seed)
 
     def reset(self, seed: int | None) -> None:
-        """Start fresh episodes in every env (only at construction and on resume)."""
-        obs, _ = self.env.reset(seed=seed)
-        self.obs = self._observe(obs)
+        """Start fresh episodes in every env (only at construction and on resume). A fault is
+        reported like in :meth:`collect`, "at the start of training" in place of the step."""
+        when = "at the start of training"
+        try:
+            obs, _ = self.env.reset(seed=seed)
+        except Exception as exc:
+            if _passes_through(exc):
+                raise
+            raise _fault(exc, "reset()", when) from exc
+        self.obs = self._observe(self._checked(obs, when))
         self.autoreset_next = np.zeros(self.n_envs, dtype=bool)  # last step ended an episode
         self.episode_return = np.zeros(self.n_envs)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
 
-    @torch.no_grad()
     def collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
         """Run T steps in each of the N envs. ``global_step`` is the step count before the
-        rollout; returns the rollout and the episodes that ended during it, in order."""
+        rollout; returns the rollout and the episodes that ended during it, in order.
+
+        Raises :class:`~ppolab.errors.EnvironmentFaultError` when the env raises or returns a
+        NaN/inf observation or reward or observations of the wrong shape. The message names the
+        env index (the first one, and how many did), the step and the value; the step of vector
+        step t is ``global_step + t * N``, the env steps taken before it. On any exception the
+        normalizer statistics and the generator are put back as they were before the rollout.
+        """
+        saved = self._learning_state()
+        try:
+            return self._collect(global_step)
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    @torch.no_grad()
+    def _collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
         r, policy, gen, dist = self.rollout, self.policy, self.generator, self.policy.distribution
         episodes: list[Episode] = []
         for t in range(self.n_steps):
@@ -158,8 +219,16 @@ class Collector:
             valid = ~self.autoreset_next
             r.valid[t] = torch.from_numpy(valid)
 
-            next_obs, reward, terminated, truncated, _ = self.env.step(dist.to_env(action))
+            try:
+                next_obs, reward, terminated, truncated, _ = self.env.step(dist.to_env(action))
+            except Exception as exc:
+                if _passes_through(exc):
+                    raise
+                raise _fault(exc, "step()", f"at step {global_step + t * self.n_envs:,}") from exc
+            next_obs = self._checked(next_obs, global_step + t * self.n_envs)
             reward = np.asarray(reward, dtype=np.float64)
+            if not np.isfinite(reward).all():
+                raise _non_finite(reward, "reward", f"at step {global_step + t * self.n_envs:,}")
             terminated = np.asarray(terminated, dtype=bool)
             truncated = np.asarray(truncated, dtype=bool)
             scaled = reward if self.reward_scaler is None else self.reward_scaler(
@@ -181,6 +250,38 @@ class Collector:
             self.obs = self._observe(next_obs)
         r.last_values.copy_(policy.value(torch.from_numpy(self.obs)))
         return r, episodes
+
+    def _checked(self, obs: Any, when: int | str) -> np.ndarray:
+        """``obs`` as an array, or an :class:`EnvironmentFaultError` for a wrong shape or NaN/inf;
+        ``when`` is the global step or a phrase."""
+        obs = np.asarray(obs)
+        if obs.shape == self.batch_obs_shape and np.isfinite(obs).all():
+            return obs
+        when = when if isinstance(when, str) else f"at step {when:,}"
+        if obs.shape != self.batch_obs_shape:
+            raise EnvironmentFaultError(
+                f"the vector env returned observations of shape {obs.shape} instead of "
+                f"{self.batch_obs_shape} ([n_envs, *observation shape]) {when}"
+            )
+        raise _non_finite(obs, "observation", when)
+
+    def _learning_state(self) -> tuple:
+        """What a rollout changes besides the env: the generator and the normalizer statistics."""
+        scaler = self.reward_scaler
+        return (
+            self.generator.get_state(),
+            None if self.obs_normalizer is None else self.obs_normalizer.stats.state_dict(),
+            None if scaler is None else (scaler.stats.state_dict(), scaler.returns.copy()),
+        )
+
+    def _restore(self, saved: tuple) -> None:
+        generator_state, obs_stats, reward_state = saved
+        self.generator.set_state(generator_state)
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.stats.load_state_dict(obs_stats)
+        if self.reward_scaler is not None:
+            self.reward_scaler.stats.load_state_dict(reward_state[0])
+            self.reward_scaler.returns = reward_state[1]
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
         """The policy's view of raw env observations (normalized, statistics updated, if on)."""

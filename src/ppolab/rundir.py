@@ -5,6 +5,7 @@
     episodes.csv         one row per finished episode
     tensorboard/         TensorBoard event files
     model.pt             the final model (or the last good one after a divergence)
+    checkpoints/         ckpt-<update>.pt, the newest few (see ppolab.checkpoints), for resume
     learning_curve.png   episode returns, rolling mean, solved threshold
     summary.json         the outcome (see RunReporter.on_end)
 """
@@ -13,13 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ppolab.checkpoints import CheckpointDir
 from ppolab.errors import RunDirectoryError
-from ppolab.metrics import MetricsWriter, metric_columns
+from ppolab.metrics import MetricsWriter, metric_columns, truncate_run_files
 from ppolab.modelfile import atomic_write
 from ppolab.progress import Progress
 
@@ -29,10 +33,17 @@ if TYPE_CHECKING:
     from ppolab.train import TrainResult
 
 
-def check_can_create(run_dir: Path) -> None:
-    """Refuse, before anything is written, a run directory that exists or cannot be created."""
+def check_can_create(run_dir: Path, overwrite: bool = False) -> None:
+    """Refuse, before anything is written, a run directory that exists (unless ``overwrite``
+    and it is a ppolab run directory) or cannot be created."""
     if run_dir.exists():
-        raise RunDirectoryError(f"run directory {run_dir} already exists; choose another --name or --out")
+        if not overwrite:
+            raise RunDirectoryError(
+                f"run directory {run_dir} already exists; choose another --name or --out, pass "
+                f"--overwrite to replace it, or continue it with: ppolab resume {run_dir}")
+        if not is_run_dir(run_dir):
+            raise RunDirectoryError(f"--overwrite refused: {run_dir} is not a ppolab run directory "
+                                    "(no config.yaml); remove it yourself if you mean it")
     parent = run_dir.parent
     while not parent.exists():
         parent = parent.parent
@@ -40,52 +51,107 @@ def check_can_create(run_dir: Path) -> None:
         raise RunDirectoryError(f"cannot create {run_dir}: {parent} is not a writable directory")
 
 
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.yaml").is_file()
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
 class RunReporter:
-    """Implements :class:`ppolab.train.Reporter` for one run directory plus the console."""
+    """Implements :class:`ppolab.train.Reporter` for one run directory plus the console, and
+    writes its checkpoints: at the start, every ``checkpoint_every`` updates, at the end, and
+    after a divergence or an environment fault (the last good state)."""
 
     def __init__(self, run_dir: Path, progress: Progress, tensorboard: bool = True) -> None:
         self.run_dir, self.progress, self.tensorboard = run_dir, progress, tensorboard
         self.writer: MetricsWriter | None = None
+        self.agent: Agent | None = None
+        self.checkpoints: CheckpointDir | None = None
+        self.interrupted_by: str | None = None  # set by the CLI when a signal stops the run
+        self.time_offset = 0.0  # wall_seconds already spent before a resume
+        self.resumed_at: int | None = None  # the checkpoint's global step, when resuming
 
-    def create(self, agent: Agent) -> None:
-        check_can_create(self.run_dir)
-        self.run_dir.mkdir(parents=True)
-        config = {"algo": agent.algo, "env_id": agent.env_id, **agent.config.to_dict()}
-        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()))
+    def create(self, agent: Agent, overwrite: bool = False) -> None:
+        """Make the run directory with its config and a first checkpoint, all at once: it is
+        built under a temporary name and renamed, so whenever it exists it can be resumed."""
+        check_can_create(self.run_dir, overwrite)
+        try:
+            self.run_dir.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.run_dir.name}.", suffix=".tmp", dir=self.run_dir.parent))
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot create {self.run_dir}: {exc}") from None
+        try:
+            config = {"algo": agent.algo, "env_id": agent.env_id, **agent.config.to_dict()}
+            atomic_write(staging / "config.yaml", lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()))
+            CheckpointDir(staging).write(agent)
+            if self.run_dir.exists():
+                shutil.rmtree(self.run_dir)
+            os.rename(staging, self.run_dir)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise RunDirectoryError(f"cannot create {self.run_dir}: {exc}") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def reopen(self, agent: Agent) -> None:
+        """Continue this run directory with ``agent``, loaded from its newest checkpoint: rows
+        written after that checkpoint are dropped (the resumed run writes them again), the
+        clock continues, and TensorBoard hides its points past the checkpoint."""
+        self.time_offset = truncate_run_files(self.run_dir, agent.updates, agent.episode_count)
+        (self.run_dir / "summary.json").unlink(missing_ok=True)
+        self.tensorboard = (self.run_dir / "tensorboard").is_dir()
+        self.resumed_at = agent.global_step
 
     def on_start(self, agent: Agent, total_steps: int) -> None:
+        self.agent = agent
+        self.checkpoints = CheckpointDir(self.run_dir, agent.config.keep_checkpoints)
+        self.checkpoints.clean()
         columns = metric_columns(agent.algorithm.STATS)
         self.writer = MetricsWriter(self.run_dir, columns, agent.episode_count, tensorboard=self.tensorboard)
+        if self.resumed_at is not None:
+            self.writer.purge_tensorboard_from(self.resumed_at + 1)
         self.progress.start(agent.global_step + total_steps, agent.global_step)
+
+    def checkpoint(self) -> Path:
+        """Write the rows so far to disk, then a checkpoint that counts exactly those rows."""
+        assert self.agent is not None and self.checkpoints is not None
+        if self.writer is not None:
+            self.writer.flush(sync=True)
+        return self.checkpoints.write(self.agent)
 
     def on_episodes(self, episodes: list[Episode]) -> None:
         from ppolab.clock import since_process_start
 
         assert self.writer is not None
-        self.writer.episodes(episodes, since_process_start())
+        self.writer.episodes(episodes, self.time_offset + since_process_start())
 
     def on_update(self, row: dict[str, Any]) -> None:
-        assert self.writer is not None
+        assert self.writer is not None and self.agent is not None
+        row["wall_seconds"] = round(self.time_offset + row["wall_seconds"], 4)
         self.writer.update(row)
+        every = self.agent.config.checkpoint_every
+        if every and row["update"] % every == 0:
+            self.checkpoint()
         self.progress.advance(row["global_step"], row["rolling_return"], row["sps"])
 
     def on_diverged(self, agent: Agent) -> str:
+        checkpoint = self.checkpoint()
         path = agent.save(self.run_dir / "model.pt")
         self.close()
-        return f"; the last good model is saved at {path}"
+        return (f"; the last good model is saved at {path} and as checkpoint {checkpoint.name} "
+                f"(ppolab resume {self.run_dir} continues from it)")
 
     def on_end(self, agent: Agent, result: TrainResult) -> None:
         from ppolab.plots import learning_curve
 
         self.progress.advance(result.total_steps, result.final_mean_return_100, None)
         self.progress.stop()
-        agent.save(self.run_dir / "model.pt")
         if self.writer is not None:
-            self.writer.close()
+            self.writer.flush(sync=True)
+        agent.save(self.run_dir / "model.pt")
         summary = {
             "env_id": agent.env_id,
             "algo": agent.algo,
@@ -93,17 +159,22 @@ class RunReporter:
             "total_steps": result.total_steps,
             "updates": result.updates,
             "episodes": result.episodes,
-            "wall_seconds": round(result.wall_seconds, 3),
+            "wall_seconds": round(self.time_offset + result.wall_seconds, 3),
             "reward_threshold": result.reward_threshold,
             "solved": result.solved,
             "solved_at_step": result.solved_at_step,
-            "solved_at_seconds": None if result.solved_at_seconds is None else round(result.solved_at_seconds, 3),
+            "solved_at_seconds": (None if result.solved_at_seconds is None
+                                  else round(self.time_offset + result.solved_at_seconds, 3)),
             "final_mean_return_100": result.final_mean_return_100,
+            "interrupted_by": self.interrupted_by,
         }
         write_json(self.run_dir / "summary.json", summary)
         title = f"{agent.algo.upper()} on {agent.env_id} (seed {agent.config.seed})"
         learning_curve(self.run_dir / "episodes.csv", self.run_dir / "learning_curve.png", title,
                        result.reward_threshold, result.solved_at_step, agent.config.rolling_window)
+        # Last, so that a run killed before this point resumes and writes everything above again.
+        self.checkpoint()
+        self.close()
 
     def close(self) -> None:
         self.progress.stop()

@@ -20,7 +20,7 @@ import torch
 from ppolab import advantages as adv_lib
 from ppolab import losses
 from ppolab.clock import since_process_start
-from ppolab.errors import TrainingDivergedError
+from ppolab.errors import EnvironmentFaultError, TrainingDivergedError
 from ppolab.rollout import Episode, to_batch
 
 if TYPE_CHECKING:
@@ -64,33 +64,48 @@ def rolling_mean(values: deque[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def plan(agent: Agent, total_steps: int) -> None:
+    """Set ``agent.schedule`` to ``total_steps`` more steps, rounded down to whole rollouts."""
+    batch_size = agent.config.batch_size
+    agent.schedule = (agent.global_step, max(1, total_steps // batch_size) * batch_size)
+
+
 def train(
     agent: Agent,
-    total_steps: int,
     reporter: Reporter | None = None,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> TrainResult:
-    """Train ``agent`` for ``total_steps`` more environment steps (rounded down to whole rollouts).
+    """Train ``agent`` through the rest of its schedule (see :func:`plan`).
 
-    The learning rate anneals over this call's ``total_steps`` (as in SB3, each call is one
-    schedule). ``callback(row)`` is called after every update with the diagnostics; returning
-    ``False`` stops training. Counters (steps, updates, episodes) and the rolling window of
-    episode returns continue across calls.
+    The learning rate anneals linearly over the whole schedule (as in SB3, each ``learn`` call is
+    one schedule; a resumed run continues it). ``callback(row)`` is called after every update
+    with the diagnostics; returning ``False`` stops training and keeps the schedule resumable.
+    Counters (steps, updates, episodes) and the rolling window of episode returns continue
+    across calls.
     """
     cfg = agent.config
     batch_size = cfg.batch_size
-    n_updates = max(1, total_steps // batch_size)
+    if agent.schedule is None:
+        raise ValueError("train() needs agent.schedule; call plan() first")
+    start, planned = agent.schedule
+    n_updates = max(0, (start + planned - agent.global_step) // batch_size)
     threshold = agent.reward_threshold
     window = agent.recent_returns
     lengths = agent.recent_lengths
     solved_at_step = solved_at_seconds = None
+    stopped_by_callback = False
     if reporter:
         reporter.on_start(agent, n_updates * batch_size)
     last_time, last_step = time.perf_counter(), agent.global_step
 
-    for k in range(n_updates):
-        lr = cfg.learning_rate * (1.0 - k / n_updates) if cfg.anneal_lr else cfg.learning_rate
-        rollout, episodes = agent.collector.collect(agent.global_step)
+    for _ in range(n_updates):
+        progress = (agent.global_step - start) / planned
+        lr = cfg.learning_rate * (1.0 - progress) if cfg.anneal_lr else cfg.learning_rate
+        try:
+            rollout, episodes = agent.collector.collect(agent.global_step)
+        except EnvironmentFaultError as exc:
+            saved = reporter.on_diverged(agent) if reporter else ""
+            raise EnvironmentFaultError(f"{exc}{saved}") from exc
         agent.global_step += batch_size
         for ep in episodes:
             window.append(ep.ret)
@@ -137,7 +152,11 @@ def train(
         if reporter:
             reporter.on_update(row)
         if callback is not None and callback(row) is False:
+            stopped_by_callback = True
             break
+
+    if not stopped_by_callback:
+        agent.schedule = None  # finished: nothing left to resume
 
     result = TrainResult(
         total_steps=agent.global_step,

@@ -1,0 +1,52 @@
+"""Stopping a training run cleanly on Ctrl-C (SIGINT) or SIGTERM.
+
+The first signal asks the loop to stop after the update in progress, so that the checkpoint
+written on the way out is a consistent state; a second one stops at once (the newest periodic
+checkpoint is then the one to resume from).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+
+class GracefulStop:
+    """A context manager that turns SIGINT/SIGTERM into a request: ``requested`` names the
+    first signal received (``"SIGINT"``), or is None; ``exit_code`` is 128 + its number."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def keep_going(self, row: dict[str, Any]) -> bool:
+        """A training callback: False once a signal asked to stop."""
+        return self.requested is None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested, self.signum = signal.Signals(signum).name, signum
+        print(f"\n{self.requested}: stopping after the current update and saving a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)

@@ -1,0 +1,291 @@
+"""Checkpoints, resume and clean stops: real files, real signals, real subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import resource
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, cli_env, ppolab_command
+
+from ppolab import PPO, Agent
+from ppolab.checkpoints import CheckpointDir
+from ppolab.errors import ConfigError, RunDirectoryError
+from ppolab.metrics import truncate_run_files
+
+BATCH = 4 * 128  # TINY's steps per update
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def tensorboard_steps(run_dir: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def assert_run_files_continuous(run_dir: Path) -> None:
+    """metrics.csv has updates 1..U once each, episodes.csv episodes 1..E once each, both in
+    step order, and TensorBoard holds each update's step exactly once."""
+    metrics = read_rows(run_dir / "metrics.csv")
+    assert [int(r["update"]) for r in metrics] == list(range(1, len(metrics) + 1))
+    steps = [int(r["global_step"]) for r in metrics]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    seconds = [float(r["wall_seconds"]) for r in metrics]
+    assert seconds == sorted(seconds)
+    episodes = read_rows(run_dir / "episodes.csv")
+    assert [int(r["episode"]) for r in episodes] == list(range(1, len(episodes) + 1))
+    ends = [int(r["global_step"]) for r in episodes]
+    assert ends == sorted(ends)
+    if (run_dir / "tensorboard").is_dir():
+        assert tensorboard_steps(run_dir, "train/learning_rate") == steps
+
+
+def start_train(run_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    args = ["train", "CartPole-v1", "--out", run_dir.parent, "--name", run_dir.name, *TINY,
+            "--no-early-stop", "--quiet", *extra]
+    return subprocess.Popen([*ppolab_command(), *map(str, args)], env=cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def wait_for_rows(run_dir: Path, rows: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Block until metrics.csv on disk has ``rows`` update rows (the run is training)."""
+    deadline = time.monotonic() + timeout
+    path = run_dir / "metrics.csv"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.communicate()}")
+        if path.is_file() and path.read_text().count("\n") > rows:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {rows} rows in {path} after {timeout} s")
+
+
+# --- the checkpoint folder
+
+
+def test_checkpoints_are_numbered_pruned_and_hold_the_state(tmp_path):
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=32, minibatch_size=32, seed=3)
+    folder = CheckpointDir(tmp_path, keep=2)
+    for _ in range(3):
+        agent.learn(64)
+        folder.write(agent)
+    assert [p.name for p in folder.all()] == ["ckpt-000000002.pt", "ckpt-000000003.pt"]
+    loaded = Agent.load(folder.all()[-1])
+    assert (loaded.global_step, loaded.updates, loaded.episode_count) == (
+        agent.global_step, agent.updates, agent.episode_count)
+    for a, b in zip(agent.policy.parameters(), loaded.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    agent.close()
+
+
+def test_a_stray_temporary_file_is_ignored_and_cleaned(tmp_path):
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=32, minibatch_size=32)
+    folder = CheckpointDir(tmp_path)
+    good = folder.write(agent)
+    stray = folder.path / ".ckpt-000000009.pt.abc123.tmp"
+    stray.write_bytes(b"half a checkpoint")
+    assert folder.all() == [good]
+    folder.clean()
+    assert not stray.exists() and good.exists()
+    agent.close()
+
+
+def test_a_corrupted_newest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=32, minibatch_size=32)
+    folder = CheckpointDir(tmp_path)
+    agent.learn(64)
+    folder.write(agent)
+    agent.learn(64)
+    newest = folder.write(agent)
+    newest.write_bytes(newest.read_bytes()[:1000])  # a disk that lost the end of the file
+    loaded = folder.load_newest("CartPole-v1")
+    assert loaded.updates == 1
+    assert "skipping checkpoint ckpt-000000002.pt" in capsys.readouterr().err
+    loaded.close()
+    agent.close()
+
+
+def test_no_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(RunDirectoryError, match="has no checkpoint to resume from"):
+        CheckpointDir(tmp_path).load_newest("CartPole-v1")
+
+
+# --- resume through the API
+
+
+def test_resume_continues_the_schedule_and_counters(tmp_path):
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=64, minibatch_size=64, seed=5)
+    rows: list[dict] = []
+    agent.learn(1280, callback=lambda row: rows.append(row) or len(rows) < 4)  # 10 updates planned
+    assert agent.updates == 4 and agent.schedule == (0, 1280)
+    path = agent.save(tmp_path / "ckpt.pt")
+    agent.close()
+
+    loaded = PPO.load(path, env="CartPole-v1")
+    assert loaded.schedule == (0, 1280)
+    resumed: list[dict] = []
+    result = loaded.resume(callback=resumed.append)
+    assert [r["update"] for r in resumed] == [5, 6, 7, 8, 9, 10]
+    assert result.total_steps == 1280 and loaded.schedule is None
+    # the learning rate continues the same linear schedule: lr0 * (1 - k / 10) at update k + 1
+    lr0 = loaded.config.learning_rate
+    assert [r["learning_rate"] for r in rows + resumed] == pytest.approx([lr0 * (1 - k / 10) for k in range(10)])
+    loaded.close()
+
+
+def test_resume_restores_the_saved_generator_states(tmp_path):
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=64, minibatch_size=64, seed=5)
+    agent.learn(1280, callback=lambda row: False)
+    path = agent.save(tmp_path / "ckpt.pt")
+    expected = (torch.get_rng_state(), np.random.get_state()[1].copy(), agent.generator.get_state())
+    agent.close()
+    torch.manual_seed(99)  # something else uses the generators in between
+    np.random.seed(99)
+    loaded = PPO.load(path, env="CartPole-v1")
+    seen: list[tuple] = []
+    collect = loaded.collector.collect
+
+    def spy(global_step: int):  # type: ignore[no-untyped-def]
+        seen.append((torch.get_rng_state(), np.random.get_state()[1].copy(), loaded.generator.get_state()))
+        return collect(global_step)
+
+    loaded.collector.collect = spy  # type: ignore[method-assign]
+    loaded.resume(callback=lambda row: False)
+    assert seen, "resume did not train"
+    for got, want in zip(seen[0], expected, strict=True):
+        assert np.array_equal(np.asarray(got), np.asarray(want))
+    loaded.close()
+
+
+def test_resume_after_a_finished_learn_is_refused():
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=32, minibatch_size=32)
+    agent.learn(64)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        agent.resume()
+    agent.close()
+
+
+# --- run files
+
+
+def test_truncate_run_files_drops_rows_after_the_checkpoint(tmp_path):
+    (tmp_path / "metrics.csv").write_text(
+        "update,global_step,wall_seconds,x\n1,10,0.5,a\n2,20,1.5,b\n3,30,2.5,c\n4,40,3.")
+    (tmp_path / "episodes.csv").write_text("episode,global_step\n1,5\n2,15\n3,25\n")
+    assert truncate_run_files(tmp_path, updates=2, episodes=2) == 1.5
+    assert (tmp_path / "metrics.csv").read_text() == "update,global_step,wall_seconds,x\n1,10,0.5,a\n2,20,1.5,b\n"
+    assert (tmp_path / "episodes.csv").read_text() == "episode,global_step\n1,5\n2,15\n"
+
+
+def test_truncate_run_files_refuses_missing_rows(tmp_path):
+    (tmp_path / "metrics.csv").write_text("update,global_step,wall_seconds\n1,10,0.5\n")
+    with pytest.raises(RunDirectoryError, match="has 1 complete rows but the checkpoint counts 3"):
+        truncate_run_files(tmp_path, updates=3, episodes=0)
+
+
+# --- the CLI: signals, resume, refusals
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_checkpoints_and_resume_finishes_the_run(tmp_path, run_cli, sig, code):
+    run_dir = tmp_path / "run"
+    proc = start_train(run_dir, "--steps", 40 * BATCH, "--set", "checkpoint_every=1000")
+    wait_for_rows(run_dir, 3, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"interrupted by {sig.name}" in err and f"ppolab resume {run_dir}" in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted_by"] == sig.name
+    stopped_at = summary["updates"]
+    assert 3 <= stopped_at < 40
+    # the checkpoint written on the way out holds the last update (not the one from the start)
+    assert CheckpointDir(run_dir).all()[-1].name == f"ckpt-{stopped_at:09d}.pt"
+    assert len(read_rows(run_dir / "metrics.csv")) == stopped_at
+
+    proc = run_cli(["resume", run_dir, "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["total_steps"] == 40 * BATCH and summary["updates"] == 40
+    assert summary["interrupted_by"] is None
+    assert_run_files_continuous(run_dir)
+    assert Agent.load(run_dir).updates == 40
+
+    again = run_cli(["resume", run_dir])
+    assert again.returncode == 2 and "finished its training" in again.stderr
+
+
+def test_resume_refuses_what_is_not_a_run_directory(tmp_path, run_cli):
+    proc = run_cli(["resume", tmp_path])
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"ppolab: error: {tmp_path} is not a ppolab run directory (no config.yaml in it)"
+
+
+def test_existing_run_directory_message_names_the_ways_out(tmp_path, run_cli):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("algo: ppo\n")
+    proc = run_cli(["train", "CartPole-v1", "--out", tmp_path, "--name", "run", *TINY, "--steps", 512])
+    assert proc.returncode == 2
+    assert "--overwrite" in proc.stderr and f"ppolab resume {run_dir}" in proc.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]
+
+
+def test_overwrite_replaces_a_run_directory(tmp_path, run_cli):
+    run_dir = tmp_path / "run"
+    args = ["train", "CartPole-v1", "--out", tmp_path, "--name", "run", *TINY, "--quiet", "--no-tensorboard"]
+    assert run_cli([*args, "--steps", 3 * BATCH]).returncode == 0
+    (run_dir / "stale.txt").write_text("from the first run")
+    proc = run_cli([*args, "--steps", BATCH, "--overwrite"])
+    assert proc.returncode == 0, proc.stderr
+    assert not (run_dir / "stale.txt").exists()
+    assert json.loads((run_dir / "summary.json").read_text())["updates"] == 1
+
+
+def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, run_cli):
+    target = tmp_path / "precious"
+    target.mkdir()
+    (target / "thesis.tex").write_text("years of work")
+    proc = run_cli(["train", "CartPole-v1", "--out", tmp_path, "--name", "precious", "--overwrite"])
+    assert proc.returncode == 2 and "is not a ppolab run directory" in proc.stderr
+    assert (target / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_full_disk_stops_the_run_and_resume_continues_it(tmp_path, run_cli):
+    # RLIMIT_FSIZE makes every write past LIMIT bytes of one file fail with EFBIG, as a full disk
+    # fails with ENOSPC: metrics.csv outgrows it after some hundred updates.
+    limit = 48_000
+    run_dir = tmp_path / "run"
+    small = ["--set", "n_envs=2", "--set", "n_steps=16", "--set", "minibatch_size=32",
+             "--set", "hidden_sizes=16,16", "--set", "checkpoint_every=10", "--set", "n_epochs=1"]
+    args = ["train", "CartPole-v1", "--out", tmp_path, "--name", "run", *small, "--steps", 32 * 600,
+            "--no-early-stop", "--no-tensorboard", "--quiet"]
+    proc = subprocess.run(
+        [*ppolab_command(), *map(str, args)], env=cli_env(), capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+    assert proc.returncode == 2, proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"ppolab: error: writing to {run_dir} failed at step ")
+    assert "File too large" in message and message.endswith(f"continue with: ppolab resume {run_dir}")
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+    stopped = Agent.load(CheckpointDir(run_dir).all()[-1])
+    assert 0 < stopped.updates < 600
+
+    proc = run_cli(["resume", run_dir, "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["updates"] == 600
+    assert_run_files_continuous(run_dir)
