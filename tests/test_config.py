@@ -262,6 +262,7 @@ def test_malformed_files(tmp_path, name, text, needle):
     with pytest.raises(ConfigError) as info:
         load_config_file(path)
     assert needle in str(info.value)
+    assert "\n" not in str(info.value)  # the CLI prints it as one line
     if needle != "learning_rate":
         assert str(path) in str(info.value)
 

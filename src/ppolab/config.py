@@ -474,7 +474,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: both say where
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+        where = " ".join(str(exc).split())  # YAML's message spans lines with a caret drawing
+        raise ConfigError(f"cannot parse config file {path}: {where}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
