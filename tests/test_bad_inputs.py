@@ -298,3 +298,28 @@ def test_errors_are_ppolab_errors():
     for name in ("ConfigError", "EnvironmentSpecError", "ModelFileError", "RunDirectoryError",
                  "TrainingDivergedError", "EnvironmentFaultError"):
         assert issubclass(getattr(errors, name), PPOLabError)
+
+
+def test_an_output_path_under_a_file_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("not a directory")
+    status = cli.main(["train", "CartPole-v1", "--out", str(blocker / "runs"), *FAST])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.strip() == (f"ppolab: error: cannot create {blocker / 'runs' / 'r'}: {blocker} is not a "
+                           "writable directory")
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through directory permissions")
+def test_a_read_only_output_directory_is_refused_before_training(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        status = cli.main(["train", "CartPole-v1", "--out", str(locked), *FAST])
+    finally:
+        locked.chmod(0o700)
+    assert status == 2
+    assert f"{locked} is not a writable directory" in capsys.readouterr().err
+    assert list(locked.iterdir()) == []

@@ -1,6 +1,6 @@
 """``ppolab check-env``: can ppolab train on this environment, and does it behave?
 
-Four checks on one env made from a registered id or ``module:Attr``, each reported with its
+Three checks on one env made from a registered id or ``module:Attr``, each reported with its
 outcome: Gymnasium's own environment checker (``gymnasium.utils.env_checker.check_env``; its
 warnings are reported as warnings), ppolab's supported spaces (:func:`ppolab.envs.check_spaces`),
 and random actions for a number of steps, resetting at episode ends, where every observation must
