@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -60,17 +61,17 @@ def start_train(run_dir: Path, *extra: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
-def wait_for_rows(run_dir: Path, rows: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
-    """Block until metrics.csv on disk has ``rows`` update rows (the run is training)."""
+def wait_for_checkpoint(run_dir: Path, update: int, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Block until the checkpoint of ``update`` exists (the run is training past it)."""
     deadline = time.monotonic() + timeout
-    path = run_dir / "metrics.csv"
+    path = run_dir / "checkpoints" / f"ckpt-{update:09d}.pt"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"training ended early: {proc.communicate()}")
-        if path.is_file() and path.read_text().count("\n") > rows:
+        if path.is_file():
             return
-        time.sleep(0.02)
-    raise AssertionError(f"no {rows} rows in {path} after {timeout} s")
+        time.sleep(0.01)
+    raise AssertionError(f"no {path} after {timeout} s")
 
 
 # --- the checkpoint folder
@@ -113,7 +114,9 @@ def test_a_corrupted_newest_checkpoint_falls_back_to_the_previous(tmp_path, caps
     newest.write_bytes(newest.read_bytes()[:1000])  # a disk that lost the end of the file
     loaded = folder.load_newest("CartPole-v1")
     assert loaded.updates == 1
-    assert "skipping checkpoint ckpt-000000002.pt" in capsys.readouterr().err
+    assert "skipping checkpoint ckpt-000000002.pt (renamed to ckpt-000000002.pt.bad)" in capsys.readouterr().err
+    assert [p.name for p in folder.all()] == ["ckpt-000000001.pt"]  # it never counts again
+    assert (folder.path / "ckpt-000000002.pt.bad").is_file()
     loaded.close()
     agent.close()
 
@@ -190,6 +193,12 @@ def test_truncate_run_files_drops_rows_after_the_checkpoint(tmp_path):
     assert (tmp_path / "episodes.csv").read_text() == "episode,global_step\n1,5\n2,15\n"
 
 
+def test_truncate_run_files_refuses_a_missing_file(tmp_path):
+    (tmp_path / "episodes.csv").write_text("episode,global_step\n")
+    with pytest.raises(RunDirectoryError, match="metrics.csv is missing but the checkpoint counts 2 rows"):
+        truncate_run_files(tmp_path, updates=2, episodes=0)
+
+
 def test_truncate_run_files_refuses_missing_rows(tmp_path):
     (tmp_path / "metrics.csv").write_text("update,global_step,wall_seconds\n1,10,0.5\n")
     with pytest.raises(RunDirectoryError, match="has 1 complete rows but the checkpoint counts 3"):
@@ -202,8 +211,10 @@ def test_truncate_run_files_refuses_missing_rows(tmp_path):
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_checkpoints_and_resume_finishes_the_run(tmp_path, run_cli, sig, code):
     run_dir = tmp_path / "run"
-    proc = start_train(run_dir, "--steps", 40 * BATCH, "--set", "checkpoint_every=1000")
-    wait_for_rows(run_dir, 3, proc)
+    # 2 envs x 16 steps, one epoch: quick updates, so that 400 of them outlast the signal
+    small = ["--set", "n_envs=2", "--set", "n_steps=16", "--set", "minibatch_size=32", "--set", "n_epochs=1"]
+    proc = start_train(run_dir, "--steps", 400 * 32, "--set", "checkpoint_every=3", *small)
+    wait_for_checkpoint(run_dir, 3, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
@@ -211,18 +222,18 @@ def test_a_signal_checkpoints_and_resume_finishes_the_run(tmp_path, run_cli, sig
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["interrupted_by"] == sig.name
     stopped_at = summary["updates"]
-    assert 3 <= stopped_at < 40
-    # the checkpoint written on the way out holds the last update (not the one from the start)
+    assert 3 <= stopped_at < 400
+    # the checkpoint written on the way out holds the last update, not the newest periodic one
     assert CheckpointDir(run_dir).all()[-1].name == f"ckpt-{stopped_at:09d}.pt"
     assert len(read_rows(run_dir / "metrics.csv")) == stopped_at
 
     proc = run_cli(["resume", run_dir, "--quiet"])
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["total_steps"] == 40 * BATCH and summary["updates"] == 40
+    assert summary["total_steps"] == 400 * 32 and summary["updates"] == 400
     assert summary["interrupted_by"] is None
     assert_run_files_continuous(run_dir)
-    assert Agent.load(run_dir).updates == 40
+    assert Agent.load(run_dir).updates == 400
 
     again = run_cli(["resume", run_dir])
     assert again.returncode == 2 and "finished its training" in again.stderr
@@ -289,3 +300,23 @@ def test_a_full_disk_stops_the_run_and_resume_continues_it(tmp_path, run_cli):
     assert proc.returncode == 0, proc.stderr
     assert json.loads((run_dir / "summary.json").read_text())["updates"] == 600
     assert_run_files_continuous(run_dir)
+
+
+def test_ctrl_c_with_async_workers_still_checkpoints(tmp_path):
+    # A terminal sends SIGINT to the whole process group, async env workers included; they must
+    # leave it to the main process, which finishes its update and checkpoints.
+    run_dir = tmp_path / "run"
+    args = ["train", "CartPole-v1", "--out", tmp_path, "--name", "run", "--quiet", "--no-tensorboard",
+            "--set", "vectorization=async", "--set", "n_envs=2", "--set", "n_steps=64",
+            "--set", "minibatch_size=128", "--set", "checkpoint_every=2", "--steps", 400 * 128,
+            "--no-early-stop"]
+    proc = subprocess.Popen([*ppolab_command(), *map(str, args)], env=cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    wait_for_checkpoint(run_dir, 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["interrupted_by"] == "SIGINT"
+    assert CheckpointDir(run_dir).all()[-1].name == f"ckpt-{summary['updates']:09d}.pt"

@@ -38,11 +38,13 @@ def kill_while_writing(proc: subprocess.Popen[bytes], folder: Path, timeout: flo
     """SIGKILL as soon as a checkpoint's temporary file appears; True if it was still there
     after the kill (the process died in the middle of that write)."""
     deadline = time.monotonic() + timeout
+    stale = {n for n in _names(folder) if n.endswith(".tmp")}  # left by an earlier kill
     while time.monotonic() < deadline and proc.poll() is None:
-        if folder.is_dir() and any(n.endswith(".tmp") for n in _names(folder)):
+        fresh = {n for n in _names(folder) if n.endswith(".tmp")} - stale
+        if fresh:
             proc.kill()
             proc.wait()
-            return any(n.endswith(".tmp") for n in _names(folder))
+            return bool(fresh & set(_names(folder)))
         time.sleep(0.0005)
     proc.kill()
     proc.wait()

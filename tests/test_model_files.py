@@ -91,3 +91,12 @@ def test_a_version_1_file_without_checksum_still_loads(saved, tmp_path):
     data["format_version"] = 1
     torch.save(data, tmp_path / "v1.pt")
     assert Agent.load(tmp_path / "v1.pt").algo == "ppo"
+
+
+def test_the_checksum_covers_scalars_and_nested_keys():
+    base = {"step": torch.tensor(3.0), "inner": {"sha256": "x", "w": torch.zeros(2, 2).t()}}
+    same = {"inner": {"w": torch.zeros(2, 2), "sha256": "x"}, "step": torch.tensor(3.0)}
+    assert checksum(base) == checksum(same)  # key order and strides do not matter
+    assert checksum(base) != checksum({**base, "step": torch.tensor(4.0)})
+    assert checksum(base) != checksum({**base, "inner": {"sha256": "y", "w": torch.zeros(2, 2)}})
+    assert checksum({**base, "sha256": "anything"}) == checksum(base)  # only the top-level one is skipped

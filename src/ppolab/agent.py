@@ -119,6 +119,7 @@ class Agent:
             raise ModelFileError("this agent was loaded without an environment; use "
                                  f"{type(self).__name__}.load(path, env=...) to continue training")
         self.plan(total_steps)
+        self._saved_rng = None  # a new schedule: the generators go on as they are
         return train(self, reporter, callback)
 
     def plan(self, total_steps: int | None = None) -> None:

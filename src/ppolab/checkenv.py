@@ -184,6 +184,8 @@ def _random_steps(env: gym.Env, steps: int) -> Check:
 
     def check_observation(obs: Any, when: str) -> None:
         array = np.asarray(obs)
+        if not np.issubdtype(array.dtype, np.number):
+            raise _Fault(f"observation of dtype {array.dtype} (not numbers) {when}")
         if array.shape != shape:
             raise _Fault(f"observation of shape {array.shape} instead of {shape} {when}")
         if not np.isfinite(array).all():
@@ -200,10 +202,17 @@ def _random_steps(env: gym.Env, steps: int) -> Check:
             obs, reward, terminated, truncated, _ = call(
                 "step()", lambda: env.step(env.action_space.sample()), 5, when)
             check_observation(obs, when)
-            rewards = np.asarray(reward, dtype=np.float64).reshape(-1)
+            try:
+                rewards = np.asarray(reward, dtype=np.float64).reshape(-1)
+                ended = bool(terminated) or bool(truncated)
+            except (TypeError, ValueError) as exc:
+                raise _Fault(f"reward {reward!r} or terminated/truncated flags {terminated!r}, {truncated!r} "
+                             f"are not a number and two booleans {when} ({exc})") from None
+            if rewards.shape != (1,):
+                raise _Fault(f"reward of shape {np.shape(reward)} (not a number) {when}")
             if not np.isfinite(rewards).all():
                 raise _Fault(f"non-finite reward {when}: reward = {float(rewards[0])}")
-            if terminated or truncated:
+            if ended:
                 episodes += 1
                 obs, _ = call("reset()", env.reset, 2, f"after step {step}")
                 check_observation(obs, f"from the reset after step {step}")

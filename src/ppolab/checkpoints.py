@@ -65,8 +65,10 @@ class CheckpointDir:
     def load_newest(self, env: EnvSource) -> Agent:
         """The agent from the newest checkpoint that loads, with ``env`` attached to continue.
 
-        A checkpoint that does not load (a disk error, a file edited by hand) is reported on
-        stderr and the next older one is tried.
+        A checkpoint that is damaged (it fails its checksum or does not parse) is reported on
+        stderr, renamed to ``*.bad`` so that it never counts again, and the next older one is
+        tried. An OS error (a failing disk, a lost mount) stops instead: going back to an older
+        checkpoint because of a passing read error would throw away a good one.
         """
         from ppolab.agent import Agent
 
@@ -80,5 +82,7 @@ class CheckpointDir:
                 return Agent.load(path, env=env)
             except ModelFileError as exc:
                 problems.append(str(exc))
-                print(f"ppolab: warning: skipping checkpoint {path.name}: {exc}", file=sys.stderr)
+                path.rename(path.with_name(path.name + ".bad"))
+                print(f"ppolab: warning: skipping checkpoint {path.name} (renamed to {path.name}.bad): "
+                      f"{exc}", file=sys.stderr)
         raise RunDirectoryError(f"no checkpoint in {self.path} loads: " + "; ".join(problems))

@@ -208,7 +208,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if summary.is_file() and json.loads(summary.read_text()).get("interrupted_by") is None:
         raise RunDirectoryError(finished)
     agent = CheckpointDir(run_dir).load_newest(env_id)
-    if agent.schedule is None:
+    if agent.schedule is None:  # a checkpoint written after its learn() call ended
         agent.close()
         raise RunDirectoryError(finished)
     start, planned = agent.schedule
@@ -248,7 +248,7 @@ def _run_training(agent: Agent, reporter: RunReporter, run_dir: Path,
             reporter.close()
         print(f"\nstopped at once at step {agent.global_step:,}; continue from the newest checkpoint "
               f"with: ppolab resume {run_dir}", file=sys.stderr)
-        return stop.exit_code or 130
+        return stop.exit_code if stop.requested else 130
     finally:
         agent.close()
     if reporter.interrupted_by is not None:

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import functools
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -178,8 +179,15 @@ class FaultGuard(gym.Wrapper):
             )
 
 
-def _guarded(factory: Callable[[], gym.Env], index: int) -> gym.Env:
-    return FaultGuard(factory(), index)
+def _guarded(factory: Callable[[], gym.Env], index: int, worker: bool = False) -> gym.Env:
+    return FaultGuard(_as_worker(factory()) if worker else factory(), index)
+
+
+def _as_worker(env: gym.Env) -> gym.Env:
+    """Called in an async worker process: leave Ctrl-C to the main process, which stops after
+    its update and checkpoints (the terminal sends SIGINT to the whole process group)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return env
 
 
 def make_vec_env(
@@ -214,8 +222,9 @@ def make_vec_env(
                 check_spaces(probe.observation_space, probe.action_space, name)
                 probe.close()
             guarded = mode in ("sync", "async")
+            wrappers = [_as_worker, FaultGuard] if mode == "async" else [FaultGuard]
             vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode,
-                                   wrappers=[FaultGuard] if guarded else None)
+                                   wrappers=wrappers if guarded else None)
             if guarded:
                 vec_env.set_attr("ppolab_env_index", list(range(n_envs)))
     else:
@@ -255,7 +264,7 @@ def make_vec_env(
         fns += [functools.partial(_guarded, factory, i) for i in range(1, n_envs)]
         if vectorization == "async":
             first.close()
-            fns = [functools.partial(_guarded, factory, i) for i in range(n_envs)]
+            fns = [functools.partial(_guarded, factory, i, True) for i in range(n_envs)]
         vec_cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
         vec_env = vec_cls(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
 

@@ -7,8 +7,9 @@ checkpoint is then the one to resume from).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -48,5 +49,8 @@ class GracefulStop:
         if self.requested is not None:
             raise KeyboardInterrupt
         self.requested, self.signum = signal.Signals(signum).name, signum
-        print(f"\n{self.requested}: stopping after the current update and saving a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
+        # os.write, not print: the signal may arrive in the middle of a print to stderr
+        message = (f"\n{self.requested}: stopping after the current update and saving a checkpoint "
+                   "(send it again to stop at once)\n")
+        with contextlib.suppress(OSError):
+            os.write(2, message.encode())

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ppolab.errors import RunDirectoryError
 from ppolab.modelfile import atomic_write
 from ppolab.rollout import Episode
 
@@ -134,6 +135,8 @@ def truncate_run_files(run_dir: Path, updates: int, episodes: int) -> float:
     for name, limit in (("metrics.csv", updates), ("episodes.csv", episodes)):
         path = run_dir / name
         if not path.is_file():
+            if limit:
+                raise RunDirectoryError(f"{path} is missing but the checkpoint counts {limit} rows of it")
             continue
         lines = path.read_text().splitlines(keepends=True)
         if not lines:
@@ -149,8 +152,6 @@ def truncate_run_files(run_dir: Path, updates: int, episodes: int) -> float:
                 last_seconds = float(row[2])
         found = len(kept) - 1
         if found != limit:
-            from ppolab.errors import RunDirectoryError
-
             raise RunDirectoryError(f"{path} has {found} complete rows but the checkpoint counts {limit}; "
                                     "the run directory was changed by hand or its disk lost data")
         if len(kept) != len(lines):

@@ -21,8 +21,8 @@ from ppolab.errors import ModelFileError
 FORMAT = "ppolab-model"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: the same, without the checksum
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)  # read once: os.umask can only be read by setting it
+os.umask(UMASK)
 
 
 def atomic_write(path: Path, write: Any) -> None:
@@ -31,7 +31,7 @@ def atomic_write(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide run files from the group
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp's 0600 would hide run files from the group
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -40,6 +40,16 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename in ``path`` durable (the new name is directory data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -59,6 +69,8 @@ def load(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"no model file at {path}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # the disk or the mount, not the file: do not treat it as a damaged file
     except Exception as exc:
         raise ModelFileError(f"{path} is not a readable ppolab model file (truncated, corrupted, or "
                              f"not a model): {exc}") from None
@@ -82,15 +94,15 @@ def checksum(obj: Any) -> str:
     """SHA-256 over a canonical walk of nested dicts, lists, tensors and plain values."""
     h = hashlib.sha256()
 
-    def walk(x: Any) -> None:
+    def walk(x: Any, top: bool = False) -> None:
         if isinstance(x, torch.Tensor):
             t = x.detach().cpu().contiguous()
             h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         elif isinstance(x, dict):
             h.update(b"{")
             for key in sorted(x, key=str):
-                if key != "sha256":
+                if not (top and key == "sha256"):
                     h.update(repr(key).encode())
                     walk(x[key])
             h.update(b"}")
@@ -102,5 +114,5 @@ def checksum(obj: Any) -> str:
         else:
             h.update(repr(x).encode())
 
-    walk(obj)
+    walk(obj, top=True)
     return h.hexdigest()

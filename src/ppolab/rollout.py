@@ -255,9 +255,12 @@ class Collector:
         """``obs`` as an array, or an :class:`EnvironmentFaultError` for a wrong shape or NaN/inf;
         ``when`` is the global step or a phrase."""
         obs = np.asarray(obs)
-        if obs.shape == self.batch_obs_shape and np.isfinite(obs).all():
+        if obs.shape == self.batch_obs_shape and obs.dtype.kind in "fiub" and np.isfinite(obs).all():
             return obs
         when = when if isinstance(when, str) else f"at step {when:,}"
+        if obs.dtype.kind not in "fiub":
+            raise EnvironmentFaultError(f"the vector env returned observations of dtype {obs.dtype} "
+                                        f"(not numbers) {when}")
         if obs.shape != self.batch_obs_shape:
             raise EnvironmentFaultError(
                 f"the vector env returned observations of shape {obs.shape} instead of "

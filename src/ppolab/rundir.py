@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import yaml
 from ppolab.checkpoints import CheckpointDir
 from ppolab.errors import RunDirectoryError
 from ppolab.metrics import MetricsWriter, metric_columns, truncate_run_files
-from ppolab.modelfile import atomic_write
+from ppolab.modelfile import UMASK, atomic_write, fsync_directory
 from ppolab.progress import Progress
 
 if TYPE_CHECKING:
@@ -82,13 +83,27 @@ class RunReporter:
             staging = Path(tempfile.mkdtemp(prefix=f".{self.run_dir.name}.", suffix=".tmp", dir=self.run_dir.parent))
         except OSError as exc:
             raise RunDirectoryError(f"cannot create {self.run_dir}: {exc}") from None
+        replaced = None
         try:
+            staging.chmod(0o777 & ~UMASK)
             config = {"algo": agent.algo, "env_id": agent.env_id, **agent.config.to_dict()}
             atomic_write(staging / "config.yaml", lambda f: f.write(yaml.safe_dump(config, sort_keys=False).encode()))
+            if self.tensorboard:
+                (staging / "tensorboard").mkdir()
             CheckpointDir(staging).write(agent)
-            if self.run_dir.exists():
-                shutil.rmtree(self.run_dir)
-            os.rename(staging, self.run_dir)
+            if overwrite and self.run_dir.exists():  # set aside, so a kill never leaves half of it
+                replaced = self.run_dir.with_name(f".{self.run_dir.name}.replaced-{os.getpid()}")
+                os.rename(self.run_dir, replaced)
+            try:
+                os.rename(staging, self.run_dir)  # fails if another process made it meanwhile
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise RunDirectoryError(f"run directory {self.run_dir} was created by someone else "
+                                            "while this run started; choose another --name") from None
+                raise
+            fsync_directory(self.run_dir.parent)
+            if replaced is not None:
+                shutil.rmtree(replaced, ignore_errors=True)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise RunDirectoryError(f"cannot create {self.run_dir}: {exc}") from None
@@ -138,6 +153,18 @@ class RunReporter:
         self.progress.advance(row["global_step"], row["rolling_return"], row["sps"])
 
     def on_diverged(self, agent: Agent) -> str:
+        """After a non-finite loss: the weights are finite but may hold part of the failed
+        update, so the newest checkpoint stays the one to resume from; model.pt gets them."""
+        assert self.checkpoints is not None
+        path = agent.save(self.run_dir / "model.pt")
+        self.close()
+        newest = self.checkpoints.all()[-1].name
+        return (f"; the model is saved at {path}, and ppolab resume {self.run_dir} continues from "
+                f"checkpoint {newest}")
+
+    def on_fault(self, agent: Agent) -> str:
+        """After an environment fault: the agent is as it was after its last update (the
+        collector rolled the rollout back), a checkpoint of the last good state."""
         checkpoint = self.checkpoint()
         path = agent.save(self.run_dir / "model.pt")
         self.close()
@@ -145,13 +172,18 @@ class RunReporter:
                 f"(ppolab resume {self.run_dir} continues from it)")
 
     def on_end(self, agent: Agent, result: TrainResult) -> None:
+        """Checkpoint first (a second Ctrl-C must not cost the run's progress), then the final
+        model and learning curve, and ``summary.json`` last: it marks the run as finished."""
         from ppolab.plots import learning_curve
 
         self.progress.advance(result.total_steps, result.final_mean_return_100, None)
         self.progress.stop()
-        if self.writer is not None:
-            self.writer.flush(sync=True)
+        self.checkpoint()
+        self.close()
         agent.save(self.run_dir / "model.pt")
+        title = f"{agent.algo.upper()} on {agent.env_id} (seed {agent.config.seed})"
+        learning_curve(self.run_dir / "episodes.csv", self.run_dir / "learning_curve.png", title,
+                       result.reward_threshold, result.solved_at_step, agent.config.rolling_window)
         summary = {
             "env_id": agent.env_id,
             "algo": agent.algo,
@@ -169,12 +201,6 @@ class RunReporter:
             "interrupted_by": self.interrupted_by,
         }
         write_json(self.run_dir / "summary.json", summary)
-        title = f"{agent.algo.upper()} on {agent.env_id} (seed {agent.config.seed})"
-        learning_curve(self.run_dir / "episodes.csv", self.run_dir / "learning_curve.png", title,
-                       result.reward_threshold, result.solved_at_step, agent.config.rolling_window)
-        # Last, so that a run killed before this point resumes and writes everything above again.
-        self.checkpoint()
-        self.close()
 
     def close(self) -> None:
         self.progress.stop()

@@ -34,6 +34,7 @@ class Reporter(Protocol):
     def on_episodes(self, episodes: list[Episode]) -> None: ...
     def on_update(self, row: dict[str, Any]) -> None: ...
     def on_diverged(self, agent: Agent) -> str: ...
+    def on_fault(self, agent: Agent) -> str: ...
     def on_end(self, agent: Agent, result: TrainResult) -> None: ...
 
 
@@ -104,7 +105,7 @@ def train(
         try:
             rollout, episodes = agent.collector.collect(agent.global_step)
         except EnvironmentFaultError as exc:
-            saved = reporter.on_diverged(agent) if reporter else ""
+            saved = reporter.on_fault(agent) if reporter else ""
             raise EnvironmentFaultError(f"{exc}{saved}") from exc
         agent.global_step += batch_size
         for ep in episodes:
@@ -155,8 +156,6 @@ def train(
             stopped_by_callback = True
             break
 
-    if not stopped_by_callback:
-        agent.schedule = None  # finished: nothing left to resume
 
     result = TrainResult(
         total_steps=agent.global_step,
@@ -171,7 +170,9 @@ def train(
         episode_returns=list(window),
     )
     if reporter:
-        reporter.on_end(agent, result)
+        reporter.on_end(agent, result)  # its final checkpoint keeps the schedule (see resume)
+    if not stopped_by_callback:
+        agent.schedule = None  # this learn() call is over: nothing left to resume in memory
     return result
 
 
