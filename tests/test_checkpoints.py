@@ -37,6 +37,20 @@ def tensorboard_steps(run_dir: Path, tag: str) -> list[int]:
     return [e.step for e in acc.Scalars(tag)]
 
 
+def raw_tensorboard_steps(run_dir: Path) -> dict[str, list[int]]:
+    """Every scalar event's step per tag, straight from the event files in order (no purging)."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    steps: dict[str, list[int]] = {}
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        for record in RawEventFileLoader(str(path)).Load():
+            event = Event.FromString(record)
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
 def assert_run_files_continuous(run_dir: Path) -> None:
     """metrics.csv has updates 1..U once each, episodes.csv episodes 1..E once each, both in
     step order, and TensorBoard holds each update's step exactly once."""
@@ -52,6 +66,10 @@ def assert_run_files_continuous(run_dir: Path) -> None:
     assert ends == sorted(ends)
     if (run_dir / "tensorboard").is_dir():
         assert tensorboard_steps(run_dir, "train/learning_rate") == steps
+        # the files themselves hold each point once (readers that ignore purge events see the same)
+        raw = raw_tensorboard_steps(run_dir)
+        assert raw["train/learning_rate"] == steps
+        assert raw["episode/return"] == ends
 
 
 def start_train(run_dir: Path, *extra: str) -> subprocess.Popen[str]:

@@ -112,6 +112,28 @@ class TensorBoardScalars:
         values = [self._summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()]
         self._writer.add_event(self._event(summary=self._summary(value=values), step=step, wall_time=time.time()))
 
+    @staticmethod
+    def drop_after(log_dir: Path, step: int) -> None:
+        """Rewrite the event files in ``log_dir`` without the events past ``step`` (TensorBoard's
+        fast Rust reader ignores the purge event below, so the files themselves must not hold
+        the points a resumed run writes again)."""
+        from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        for path in sorted(log_dir.glob("events.out.tfevents.*")):
+            records = list(RawEventFileLoader(str(path)).Load())
+            kept = [r for r in records if Event.FromString(r).step <= step]
+            if len(kept) == len(records):
+                continue
+
+            def write(f, kept=kept):  # type: ignore[no-untyped-def]
+                writer = RecordWriter(f)
+                for record in kept:
+                    writer.write(record)
+
+            atomic_write(path, write)
+
     def purge_from(self, step: int) -> None:
         # TensorBoard's reader drops every earlier event with a step >= a SessionLog.START's step.
         from tensorboard.compat.proto.event_pb2 import SessionLog

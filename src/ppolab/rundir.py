@@ -24,7 +24,7 @@ import yaml
 
 from ppolab.checkpoints import CheckpointDir
 from ppolab.errors import RunDirectoryError
-from ppolab.metrics import MetricsWriter, metric_columns, truncate_run_files
+from ppolab.metrics import MetricsWriter, TensorBoardScalars, metric_columns, truncate_run_files
 from ppolab.modelfile import UMASK, atomic_write, fsync_directory
 from ppolab.progress import Progress
 
@@ -118,6 +118,8 @@ class RunReporter:
         self.time_offset = truncate_run_files(self.run_dir, agent.updates, agent.episode_count)
         (self.run_dir / "summary.json").unlink(missing_ok=True)
         self.tensorboard = (self.run_dir / "tensorboard").is_dir()
+        if self.tensorboard:
+            TensorBoardScalars.drop_after(self.run_dir / "tensorboard", agent.global_step)
         self.resumed_at = agent.global_step
 
     def on_start(self, agent: Agent, total_steps: int) -> None:
