@@ -39,7 +39,9 @@ def tensorboard_steps(run_dir: Path, tag: str) -> list[int]:
 
 def raw_tensorboard_steps(run_dir: Path) -> dict[str, list[int]]:
     """Every scalar event's step per tag, straight from the event files in order (no purging)."""
-    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.backend.event_processing.event_file_loader import (
+        RawEventFileLoader,
+    )
     from tensorboard.compat.proto.event_pb2 import Event
 
     steps: dict[str, list[int]] = {}

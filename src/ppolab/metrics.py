@@ -117,7 +117,9 @@ class TensorBoardScalars:
         """Rewrite the event files in ``log_dir`` without the events past ``step`` (TensorBoard's
         fast Rust reader ignores the purge event below, so the files themselves must not hold
         the points a resumed run writes again)."""
-        from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+        from tensorboard.backend.event_processing.event_file_loader import (
+            RawEventFileLoader,
+        )
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.summary.writer.record_writer import RecordWriter
 

@@ -24,7 +24,12 @@ import yaml
 
 from ppolab.checkpoints import CheckpointDir
 from ppolab.errors import RunDirectoryError
-from ppolab.metrics import MetricsWriter, TensorBoardScalars, metric_columns, truncate_run_files
+from ppolab.metrics import (
+    MetricsWriter,
+    TensorBoardScalars,
+    metric_columns,
+    truncate_run_files,
+)
 from ppolab.modelfile import UMASK, atomic_write, fsync_directory
 from ppolab.progress import Progress
 
