@@ -27,11 +27,11 @@ def model_path(path: str | Path) -> Path:
     """The file to load for ``path``: itself if a file; for a run directory its final
     ``model.pt``, or, for a run that never finished, its newest checkpoint."""
     path = Path(path)
-    if path.is_dir() and not (path / "model.pt").exists():
-        found = CheckpointDir(path).all()
-        if found:
-            return found[-1]
-    return path
+    if not path.is_dir():
+        return path
+    if not (path / "model.pt").exists() and (found := CheckpointDir(path).all()):
+        return found[-1]
+    return path / "model.pt"
 
 
 class CheckpointDir:

@@ -191,9 +191,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     import json
 
-    import yaml
-
     from ppolab.checkpoints import CheckpointDir
+    from ppolab.config import read_config_file
     from ppolab.errors import RunDirectoryError
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter, is_run_dir
@@ -201,7 +200,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not is_run_dir(run_dir):
         raise RunDirectoryError(f"{run_dir} is not a ppolab run directory (no config.yaml in it)")
-    env_id = yaml.safe_load((run_dir / "config.yaml").read_text())["env_id"]
+    env_id = read_config_file(run_dir / "config.yaml").get("env_id")
+    if not isinstance(env_id, str):
+        raise RunDirectoryError(f"{run_dir / 'config.yaml'} has no env_id; it was not written by ppolab train")
     finished = (f"{run_dir} finished its training; to train further start a new run with: "
                 f"ppolab train {env_id} --config {run_dir / 'config.yaml'}")
     summary = run_dir / "summary.json"

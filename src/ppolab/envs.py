@@ -145,23 +145,19 @@ class FaultGuard(gym.Wrapper):
         self._obs_shape = env.observation_space.shape
 
     def step(self, action: Any) -> tuple:
-        try:
-            result = self.env.step(action)
-        except PPOLabError:
-            raise
-        except Exception as exc:
-            raise self._raised(exc, "step()") from exc
-        self._check_shape(result[0], "step()")
-        return result
+        return self._call("step()", self.env.step, action)
 
     def reset(self, **kwargs: Any) -> tuple:
+        return self._call("reset()", self.env.reset, **kwargs)
+
+    def _call(self, method: str, fn: Callable[..., tuple], *args: Any, **kwargs: Any) -> tuple:
         try:
-            result = self.env.reset(**kwargs)
+            result = fn(*args, **kwargs)
         except PPOLabError:
             raise
         except Exception as exc:
-            raise self._raised(exc, "reset()") from exc
-        self._check_shape(result[0], "reset()")
+            raise self._raised(exc, method) from exc
+        self._check_shape(result[0], method)
         return result
 
     def _name(self) -> str:

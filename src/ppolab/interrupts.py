@@ -37,10 +37,6 @@ class GracefulStop:
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def keep_going(self, row: dict[str, Any]) -> bool:
-        """A training callback: False once a signal asked to stop."""
-        return self.requested is None
-
     @property
     def exit_code(self) -> int:
         return 128 + self.signum

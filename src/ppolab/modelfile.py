@@ -61,10 +61,9 @@ def save(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """The payload of a model file; :class:`ModelFileError` for anything else."""
+    """The payload of a model file; :class:`ModelFileError` for anything else (a run
+    directory is resolved to its model file by :func:`ppolab.checkpoints.model_path`)."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
     if not path.is_file():
         raise ModelFileError(f"no model file at {path}")
     try:
