@@ -1,4 +1,5 @@
-"""The ``ppolab`` command: ``train``, ``resume`` and ``eval``.
+"""The ``ppolab`` command: ``train``, ``resume``, ``eval``, ``check-env``, and the lab's
+``sweep``, ``report`` and ``exercise``.
 
 Heavy imports (torch, gymnasium) happen inside the commands so that ``--help`` is instant.
 """
@@ -134,7 +135,68 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a Gymnasium id (e.g. CartPole-v1) or module:Attr naming an env class or factory")
     check.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
                        help="random steps to take (default: 1000)")
+    _add_lab_commands(sub)
     return parser
+
+
+def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
+    from ppolab.lab.exercises import EXERCISES
+
+    def add_trial_options(p: argparse.ArgumentParser, seeds_default: int | None) -> None:
+        p.add_argument("--seeds", type=_positive_int, default=seeds_default, metavar="N",
+                       help=f"seeds per configuration: 0..N-1 (default: {seeds_default})")
+        p.add_argument("--steps", metavar="S", help="environment steps per trial (default: the preset's total_steps)")
+        p.add_argument("--workers", type=_positive_int, metavar="W",
+                       help="trials at a time (default: the machine's cores, or the Ray cluster's CPUs)")
+        p.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local: a process per trial on this machine; ray: Ray tasks (pip install 'ppolab[ray]')")
+        p.add_argument("--address", metavar="ADDR",
+                       help="--backend ray: the cluster to join (e.g. auto or ray://host:10001; default: start a local Ray)")
+        p.add_argument("--out", metavar="DIR", help="the sweep directory (default: sweeps/<env>-<algo>-<keys>-<hash>, "
+                       "the same for the same command, so re-running it resumes)")
+        p.add_argument("--score", choices=("eval", "train"), default="eval",
+                       help="a trial's score: eval = mean return of evaluation episodes of the final policy; "
+                       "train = mean return of the last training episodes (default: eval)")
+        p.add_argument("--score-episodes", type=_positive_int, default=10, metavar="N",
+                       help="episodes behind a trial's score (default: 10)")
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    sweep = sub.add_parser(
+        "sweep", help="train many seeds and configurations in parallel, with a statistical report",
+        description="Train the cross product of the --grid values times --seeds seeds, each trial an "
+        "ordinary run directory under DIR/runs, then write DIR/report.md and DIR/report.html. "
+        "Trials train their whole budget (no early stop). Re-running the same command resumes: finished "
+        "trials are kept, interrupted and failed ones run again. A failed trial is recorded with its "
+        "error and the others go on; the exit code is then 1.",
+    )
+    sweep.add_argument("env_id", metavar="ENV_ID", help="a Gymnasium id or module:Attr")
+    sweep.add_argument("--algo", default="ppo", help="ppo | trpo | a2c | vpg (default: ppo); or sweep it: --grid algo=ppo,a2c")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="values of one hyperparameter to sweep; repeatable (the cross product is run); "
+                       "separate values with ';' when they hold commas (hidden_sizes=64,64;128,128)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="fix a hyperparameter for every trial; repeatable")
+    add_trial_options(sweep, seeds_default=5)
+    sweep.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+
+    report = sub.add_parser(
+        "report", help="write the statistical report of a sweep directory",
+        description="Write SWEEP_DIR/report.md and a self-contained SWEEP_DIR/report.html with figures "
+        "under SWEEP_DIR/figures: learning curves, final-score intervals, performance profiles, "
+        "probability of improvement, KL vs clip fraction, and every number in tables.",
+    )
+    report.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a directory written by ppolab sweep or exercise")
+
+    exercise = sub.add_parser(
+        "exercise", help="run one of the PPO chapter's exercises as a sweep and print what the data say",
+        description="Run the sweep behind one of the chapter's questions, write its report, and print a "
+        "conclusion computed from the results.\n\n" + "\n".join(
+            f"  {name:<7} {ex.question}" for name, ex in EXERCISES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    exercise.add_argument("name", choices=list(EXERCISES), metavar="NAME", help=" | ".join(EXERCISES))
+    exercise.add_argument("--env", default=None, metavar="ENV_ID", help="environment (default: CartPole-v1)")
+    add_trial_options(exercise, seeds_default=None)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -293,13 +355,94 @@ def cmd_check_env(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ppolab.config import parse_assignments
+    from ppolab.lab.plan import SweepPlan, parse_grid
+
+    base = parse_assignments(args.set) if args.set else {}  # keys are checked per algorithm by the plan
+    plan = SweepPlan(env_id=args.env_id, algo=args.algo, grid=parse_grid(args.grid),
+                     seeds=list(range(args.seeds)), steps=_steps(args.steps), base=base,
+                     score_kind=args.score, score_episodes=args.score_episodes)
+    return _run_sweep(plan, args, write_report=not args.no_report)
+
+
+def cmd_exercise(args: argparse.Namespace) -> int:
+    from ppolab.lab.exercises import EXERCISES
+
+    exercise = EXERCISES[args.name]
+    plan = exercise.plan(env_id=args.env, seeds=args.seeds, steps=_steps(args.steps),
+                         score_kind=args.score, score_episodes=args.score_episodes)
+    if not args.quiet:
+        print(f"exercise {args.name}: {exercise.question}", file=sys.stderr)
+    return _run_sweep(plan, args, write_report=True)
+
+
+def _steps(text: str | None) -> int | None:
+    from ppolab.config import parse_value
+
+    return None if text is None else parse_value("--steps", text, int)
+
+
+def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> int:
+    import signal
+
+    from ppolab.envs import make_single_env
+    from ppolab.lab.conclusions import conclude
+    from ppolab.lab.executors import make_executor
+    from ppolab.lab.plan import SweepPlan
+    from ppolab.lab.report import load_sweep
+    from ppolab.lab.report import write_report as write
+    from ppolab.lab.sweep import Sweep
+    from ppolab.progress import TrialProgress
+
+    assert isinstance(plan, SweepPlan)
+    make_single_env(plan.env_id).close()  # an unknown env fails here, not in every trial
+    sweep_dir = Path(args.out) if args.out else Path("sweeps") / plan.default_name()
+    sweep = Sweep.open(sweep_dir, plan)
+    executor = make_executor(args.backend, args.workers, args.address)
+    try:
+        if not args.quiet:
+            print(f"sweep of {len(plan.trials())} trials ({len(plan.configs)} configurations x "
+                  f"{len(plan.seeds)} seeds) on {executor.workers} workers ({args.backend}) -> {sweep_dir}",
+                  file=sys.stderr)
+        outcome = sweep.run(executor, TrialProgress(f"sweep {plan.env_id}", quiet=args.quiet))
+    finally:
+        executor.close()
+    for name, error in outcome.failures.items():
+        print(f"trial {name} failed: {error}", file=sys.stderr)
+    if outcome.interrupted_by is not None:
+        left = sum(1 for e in sweep.status.values() if e["state"] != "done")
+        print(f"interrupted by {outcome.interrupted_by}: {left} trials left; continue with the same command",
+              file=sys.stderr)
+        return 128 + signal.Signals[outcome.interrupted_by].value
+    sweep.clean_work_files()
+    if write_report:
+        data = load_sweep(sweep_dir)
+        text = conclude(data)
+        html = write(sweep_dir, conclusion=text)
+        print(text)
+        print(f"report: {html} and {sweep_dir / 'report.md'}")
+    return 1 if outcome.failures else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ppolab.lab.conclusions import conclude
+    from ppolab.lab.report import load_sweep, write_report
+
+    data = load_sweep(Path(args.sweep_dir))
+    html = write_report(Path(args.sweep_dir), conclusion=conclude(data))
+    print(f"report: {html} and {Path(args.sweep_dir) / 'report.md'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ppolab.errors import PPOLabError
 
     try:
         return {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval,
-                "check-env": cmd_check_env}[args.command](args)
+                "check-env": cmd_check_env, "sweep": cmd_sweep, "report": cmd_report,
+                "exercise": cmd_exercise}[args.command](args)
     except PPOLabError as exc:
         print(f"ppolab: error: {exc}", file=sys.stderr)
         return 2

@@ -29,3 +29,10 @@ PROCESS_START = _process_start()
 
 def since_process_start() -> float:
     return time.time() - PROCESS_START
+
+
+def restart() -> None:
+    """Count from now instead: a sweep's trial is timed from its own start, whether it has a
+    process to itself (local) or shares a long-lived worker process with others (Ray)."""
+    global PROCESS_START
+    PROCESS_START = time.time()

@@ -56,3 +56,65 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class TrialProgress:
+    """A sweep's progress: trials done, running and failed, and an estimate of the time left
+    ((trials left) x (mean duration of the trials finished so far) / workers). A rich bar on a
+    terminal; elsewhere one line per finished trial."""
+
+    def __init__(self, description: str, quiet: bool = False) -> None:
+        self.description, self.quiet = description, quiet
+        self._bar: Any = None
+        self._task: Any = None
+        self._durations: list[float] = []
+        self._total = self._workers = 0
+
+    def start(self, total: int, done: int, workers: int) -> None:
+        self._total, self._workers = total, workers
+        if self.quiet:
+            return
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("trials  running {task.fields[running]}  failed {task.fields[failed]}"),
+                TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"),
+                console=Console(stderr=True), refresh_per_second=4,
+            )
+            self._task = self._bar.add_task(self.description, total=total, completed=done,
+                                            running=0, failed=0, eta="-")
+            self._bar.start()
+        else:
+            print(f"{self.description}: {total} trials, {done} already done, {workers} at a time",
+                  file=sys.stderr, flush=True)
+
+    def eta(self, counts: dict[str, int]) -> str:
+        if not self._durations:
+            return "-"
+        left = counts["pending"] + counts["running"]
+        seconds = left * (sum(self._durations) / len(self._durations)) / max(self._workers, 1)
+        return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+    def update(self, counts: dict[str, int], finished: str | None, entry: dict[str, Any]) -> None:
+        """``counts`` per state after an event; ``finished`` names the trial that just ended."""
+        if finished is not None and entry.get("seconds") is not None:
+            self._durations.append(entry["seconds"])
+        finished_count = counts["done"] + counts["failed"]
+        if self._bar is not None:
+            self._bar.update(self._task, completed=finished_count, running=counts["running"],
+                             failed=counts["failed"], eta=self.eta(counts))
+        elif not self.quiet and finished is not None:
+            what = (f"score {entry['result']['score']:.1f}" if entry["state"] == "done"
+                    else f"FAILED: {entry['error']}")
+            print(f"[{finished_count}/{self._total}] {finished}: {what} ({entry['seconds']:.1f} s); "
+                  f"running {counts['running']}, failed {counts['failed']}, eta {self.eta(counts)}",
+                  file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

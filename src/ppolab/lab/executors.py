@@ -1,0 +1,187 @@
+"""Where a sweep's trials run: a pool of local processes, or Ray tasks.
+
+Both run :mod:`ppolab.lab.trial` on a :class:`~ppolab.lab.plan.TrialSpec` and yield the same
+events; the run directories end up in the sweep directory either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ppolab.errors import ConfigError
+from ppolab.lab.plan import TrialSpec
+
+POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Started:
+    name: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    name: str
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class Executor(Protocol):
+    workers: int
+
+    def run(self, specs: list[TrialSpec], sweep_dir: Path,
+            should_stop: Callable[[], bool]) -> Iterator[Started | Finished]: ...
+
+    def close(self) -> None: ...
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def make_executor(backend: str, workers: int | None = None, address: str | None = None) -> Executor:
+    if backend == "local":
+        if address is not None:
+            raise ConfigError("--address is for --backend ray")
+        return LocalExecutor(workers)
+    if backend == "ray":
+        return RayExecutor(address, workers)
+    raise ConfigError(f"unknown backend {backend!r}: choose local or ray")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: a trial must not outlive a sweep that was killed (it would
+    keep writing into a run directory that the re-run is about to start again)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class LocalExecutor:
+    """One process per trial (``python -m ppolab.lab.trial``), at most ``workers`` at a time,
+    each with one torch thread. A process per trial isolates trials: a segfault or an
+    out-of-memory kill fails that trial alone, and no state leaks from one trial to the next."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or available_cores()
+
+    def run(self, specs: list[TrialSpec], sweep_dir: Path,
+            should_stop: Callable[[], bool]) -> Iterator[Started | Finished]:
+        work, logs = sweep_dir / ".trials", sweep_dir / "logs"
+        work.mkdir(exist_ok=True)
+        logs.mkdir(exist_ok=True)
+        queue = deque(specs)
+        running: dict[str, tuple[subprocess.Popen[bytes], Path, Path]] = {}
+        try:
+            while (queue or running) and not should_stop():
+                while queue and len(running) < self.workers:
+                    spec = queue.popleft()
+                    running[spec.name] = self._start(spec, sweep_dir, work, logs)
+                    yield Started(spec.name)
+                for name, (proc, result_path, log_path) in list(running.items()):
+                    if proc.poll() is not None:
+                        del running[name]
+                        yield self._finished(name, proc.returncode, result_path, log_path)
+                time.sleep(POLL_SECONDS)
+        finally:
+            for proc, _, _ in running.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    @staticmethod
+    def _start(spec: TrialSpec, sweep_dir: Path, work: Path,
+               logs: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+        spec_path, result_path = work / f"{spec.name}.spec.json", work / f"{spec.name}.result.json"
+        spec_path.write_text(json.dumps(asdict(spec)))
+        result_path.unlink(missing_ok=True)
+        log_path = logs / f"{spec.name}.log"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "ppolab.lab.trial", str(spec_path),
+                   str(sweep_dir / "runs" / spec.name), str(result_path)]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        return proc, result_path, log_path
+
+    @staticmethod
+    def _finished(name: str, returncode: int, result_path: Path, log_path: Path) -> Finished:
+        try:
+            outcome = json.loads(result_path.read_text())
+        except (OSError, ValueError):
+            how = (f"was killed by {signal.Signals(-returncode).name}" if returncode < 0
+                   else f"exited with code {returncode}")
+            return Finished(name, None, f"the trial's process {how} before it finished; see {log_path}")
+        return Finished(name, outcome.get("result"), outcome.get("error"))
+
+    def close(self) -> None:
+        pass
+
+
+class RayExecutor:
+    """Trials as Ray tasks (one CPU each) on the cluster at ``address``, or on a local Ray
+    instance started for the sweep. Each task trains into a temporary directory on its node and
+    returns the run directory as an archive, unpacked into the sweep directory here."""
+
+    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--backend ray needs Ray: pip install 'ppolab[ray]'") from None
+        self._ray = ray
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            try:
+                ray.init(address=address, num_cpus=None if address else (workers or available_cores()),
+                         include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def run(self, specs: list[TrialSpec], sweep_dir: Path,
+            should_stop: Callable[[], bool]) -> Iterator[Started | Finished]:
+        from ppolab.lab.trial import packed_outcome, unpack
+
+        ray = self._ray
+        task = ray.remote(num_cpus=1, max_retries=0)(packed_outcome)
+        queue = deque(specs)
+        in_flight: dict[Any, TrialSpec] = {}
+        try:
+            while (queue or in_flight) and not should_stop():
+                while queue and len(in_flight) < self.workers:
+                    spec = queue.popleft()
+                    in_flight[task.remote(asdict(spec))] = spec
+                    yield Started(spec.name)
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS * 5)
+                for ref in ready:
+                    spec = in_flight.pop(ref)
+                    try:
+                        outcome = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        yield Finished(spec.name, None, f"Ray task failed: {str(exc).splitlines()[0]}")
+                        continue
+                    unpack(outcome.pop("archive"), sweep_dir / "runs", spec.name)
+                    yield Finished(spec.name, outcome.get("result"), outcome.get("error"))
+        finally:
+            for ref in in_flight:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        if self._owns:
+            self._ray.shutdown()

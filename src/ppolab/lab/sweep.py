@@ -1,0 +1,147 @@
+"""A sweep directory: its plan, each trial's status, and the loop that runs what is missing.
+
+``sweep.json`` is the plan, ``status.json`` each trial's state (pending, running, done, failed)
+with its result or error, ``runs/<trial>/`` the trials' run directories, ``logs/<trial>.log``
+their output. The driver alone writes ``status.json``, atomically, at every change, so a sweep
+killed at any moment is resumed by running the same command again: finished trials are kept,
+the rest (interrupted, failed, never started) run again from the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ppolab.errors import RunDirectoryError
+from ppolab.lab.executors import Executor, Finished, Started
+from ppolab.lab.plan import SweepPlan, TrialSpec
+from ppolab.progress import TrialProgress
+from ppolab.rundir import write_json
+
+PLAN_FILE, STATUS_FILE = "sweep.json", "status.json"
+STOPPING = "stopping the running trials; finished trials are kept, and the same command continues"
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunDirectoryError(f"cannot read {path}: {exc}") from None
+
+
+@dataclass
+class SweepOutcome:
+    done: int
+    failed: int
+    skipped: int  # finished in an earlier invocation
+    interrupted_by: str | None = None
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class Sweep:
+    """A sweep directory. :meth:`open` creates it or checks that it holds the same plan."""
+
+    def __init__(self, path: Path, plan: SweepPlan, status: dict[str, dict[str, Any]]) -> None:
+        self.path, self.plan, self.status = path, plan, status
+
+    @classmethod
+    def open(cls, path: Path, plan: SweepPlan) -> Sweep:
+        plan_file = path / PLAN_FILE
+        if plan_file.is_file():
+            saved = read_json(plan_file)
+            if saved != plan.to_dict():
+                raise RunDirectoryError(
+                    f"{path} holds a different sweep ({_difference(saved, plan.to_dict())}); "
+                    "choose another --out, or delete that directory")
+            status = read_json(path / STATUS_FILE)["trials"] if (path / STATUS_FILE).is_file() else {}
+        elif path.exists() and any(path.iterdir()):
+            raise RunDirectoryError(f"{path} exists and is not a sweep directory (no {PLAN_FILE}); choose another --out")
+        else:
+            try:
+                (path / "runs").mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunDirectoryError(f"cannot create {path}: {exc}") from None
+            write_json(plan_file, plan.to_dict())
+            status = {}
+        sweep = cls(path, plan, status)
+        for spec in plan.trials():
+            entry = sweep.status.setdefault(spec.name, {"state": "pending", "error": None, "seconds": None,
+                                                        "result": None})
+            if entry["state"] == "done" and not (path / "runs" / spec.name / "summary.json").is_file():
+                entry.update(state="pending", result=None)  # its run directory was removed since
+        sweep._save()
+        return sweep
+
+    @classmethod
+    def load(cls, path: Path) -> Sweep:
+        """An existing sweep directory, as it is (``ppolab report``)."""
+        if not (path / PLAN_FILE).is_file():
+            raise RunDirectoryError(f"{path} is not a sweep directory (no {PLAN_FILE} in it)")
+        plan = SweepPlan.from_dict(read_json(path / PLAN_FILE))
+        status = read_json(path / STATUS_FILE)["trials"] if (path / STATUS_FILE).is_file() else {}
+        return cls(path, plan, status)
+
+    def counts(self) -> dict[str, int]:
+        counts = {"pending": 0, "running": 0, "done": 0, "failed": 0}
+        for entry in self.status.values():
+            counts[entry["state"]] += 1
+        return counts
+
+    def todo(self) -> list[TrialSpec]:
+        return [spec for spec in self.plan.trials() if self.status[spec.name]["state"] != "done"]
+
+    def run(self, executor: Executor, progress: TrialProgress | None = None) -> SweepOutcome:
+        """Run every trial that is not done; stop early (keeping what finished) on SIGINT/SIGTERM."""
+        from ppolab.interrupts import GracefulStop
+
+        todo = self.todo()
+        outcome = SweepOutcome(done=0, failed=0, skipped=len(self.status) - len(todo))
+        started: dict[str, float] = {}
+        for spec in todo:
+            self.status[spec.name].update(state="pending", error=None, seconds=None, result=None)
+        self._save()
+        if progress is not None:
+            progress.start(total=len(self.status), done=outcome.skipped, workers=executor.workers)
+        with GracefulStop(STOPPING) as stop, contextlib.closing(
+                executor.run(todo, self.path, lambda: stop.requested is not None)) as events:
+            for event in events:
+                entry = self.status[event.name]
+                if isinstance(event, Started):
+                    started[event.name] = time.monotonic()
+                    entry["state"] = "running"
+                elif isinstance(event, Finished):
+                    seconds = round(time.monotonic() - started.pop(event.name), 3)
+                    if event.error is None:
+                        entry.update(state="done", error=None, seconds=seconds, result=event.result)
+                        outcome.done += 1
+                    else:
+                        entry.update(state="failed", error=event.error, seconds=seconds, result=None)
+                        outcome.failed += 1
+                        outcome.failures[event.name] = event.error
+                self._save()
+                if progress is not None:
+                    progress.update(self.counts(), event.name if isinstance(event, Finished) else None,
+                                    entry)
+            outcome.interrupted_by = stop.requested
+        for name in started:  # killed on the way out: they start again next time
+            self.status[name].update(state="pending")
+        self._save()
+        if progress is not None:
+            progress.stop()
+        return outcome
+
+    def _save(self) -> None:
+        write_json(self.path / STATUS_FILE, {"trials": self.status})
+
+    def clean_work_files(self) -> None:
+        shutil.rmtree(self.path / ".trials", ignore_errors=True)
+
+
+def _difference(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
+    keys = [k for k in wanted if k not in ("configs", "trials") and saved.get(k) != wanted[k]]
+    return "; ".join(f"{k}: {saved.get(k)!r} there, {wanted[k]!r} here" for k in keys) or "another plan"

@@ -1,0 +1,141 @@
+"""One trial of a sweep: an ordinary training run in its own run directory, then its score.
+
+``run_trial`` is what every executor calls. ``python -m ppolab.lab.trial SPEC RESULT`` runs it in
+a process of its own (the local executor) and writes the outcome to the RESULT file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ppolab.lab.plan import TrialSpec
+
+EVAL_SEED = 1_000_000  # every trial is scored on the same evaluation episodes
+
+
+def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
+    """Train ``spec`` into ``run_dir`` (replacing what a previous attempt left there) and return
+    its result: the score the plan asks for, the step and second at which the rolling mean
+    first reached the reward threshold (training is not stopped there), and the totals."""
+    import torch
+
+    from ppolab import clock
+    from ppolab.agent import Agent
+    from ppolab.config import preset
+    from ppolab.evaluation import evaluate
+    from ppolab.progress import Progress
+    from ppolab.rundir import RunReporter
+
+    clock.restart()
+    torch.set_num_threads(1)
+    overrides: dict[str, Any] = {**spec.overrides, "seed": spec.seed, "stop_when_solved": False}
+    if spec.steps is not None:
+        overrides["total_steps"] = spec.steps
+    config = preset(spec.env_id, spec.algo).replace(**overrides)
+    if run_dir.exists() and not (run_dir / "config.yaml").is_file():
+        shutil.rmtree(run_dir)  # a staging leftover of a killed attempt, never a user's directory
+    agent = Agent.registry[spec.algo](spec.env_id, config=config)
+    try:
+        reporter = RunReporter(run_dir, Progress(spec.name, quiet=True))
+        agent.plan()
+        reporter.create(agent, overwrite=True)
+        result = agent.resume(reporter=reporter)
+        if spec.score_kind == "eval":
+            returns = evaluate(agent, episodes=spec.score_episodes, seed=EVAL_SEED).returns
+            score = float(sum(returns) / len(returns))
+        else:
+            returns = None
+            score = _last_training_mean(run_dir / "episodes.csv", spec.score_episodes)
+    finally:
+        agent.close()
+    return {
+        "score": score,
+        "eval_returns": None if returns is None else [float(r) for r in returns],
+        "final_mean_return": result.final_mean_return_100,
+        "total_steps": result.total_steps,
+        "wall_seconds": round(result.wall_seconds, 3),
+        "reward_threshold": result.reward_threshold,
+        "solved_at_step": result.solved_at_step,
+        "solved_at_seconds": None if result.solved_at_seconds is None else round(result.solved_at_seconds, 3),
+    }
+
+
+def _last_training_mean(episodes_csv: Path, n: int) -> float:
+    import numpy as np
+
+    returns = np.atleast_1d(np.genfromtxt(episodes_csv, delimiter=",", names=True)["return"])
+    if returns.size == 0 or np.isnan(returns).all():
+        raise RuntimeError(f"no training episode finished, so there is no score (see {episodes_csv})")
+    return float(np.mean(returns[-n:]))
+
+
+def error_line(exc: BaseException) -> str:
+    """A failed trial's record: ppolab's own errors are already one clear line; anything else
+    gets its type and the innermost frame, so that a bug can be found without the log."""
+    from ppolab.errors import PPOLabError
+
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, PPOLabError) else str(exc)
+    if not isinstance(exc, PPOLabError) and exc.__traceback__ is not None:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        text += f" ({Path(frame.filename).name}:{frame.lineno})"
+    return text.replace("\n", " ")
+
+
+def outcome(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
+    """``{"result": ...}`` or ``{"error": "one line"}``: a trial's failure is data, not a crash."""
+    try:
+        return {"result": run_trial(spec, run_dir)}
+    except Exception as exc:  # noqa: BLE001  (any failure of the user's env or config is recorded)
+        traceback.print_exc()
+        return {"error": error_line(exc)}
+
+
+def packed_outcome(spec_dict: dict[str, Any]) -> dict[str, Any]:
+    """Run a trial where the driver's disk is not reachable (a Ray worker): train into a
+    temporary directory and send the run directory back as a gzipped tar with the outcome."""
+    spec = TrialSpec(**spec_dict)
+    with tempfile.TemporaryDirectory(prefix="ppolab-trial-") as tmp:
+        run_dir = Path(tmp) / spec.name
+        result = outcome(spec, run_dir)
+        buffer = io.BytesIO()
+        if run_dir.is_dir():
+            with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+                tar.add(run_dir, arcname=spec.name)
+        result["archive"] = buffer.getvalue()
+    return result
+
+
+def unpack(archive: bytes, runs_dir: Path, name: str) -> None:
+    """Replace ``runs_dir/name`` with the run directory in ``archive`` (see :func:`packed_outcome`)."""
+    target = runs_dir / name
+    if target.exists():
+        shutil.rmtree(target)
+    if not archive:
+        return
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        members = tar.getmembers()
+        if any(not (m.name == name or m.name.startswith(name + "/")) for m in members):
+            raise RuntimeError(f"the archive of trial {name} holds files outside its run directory")
+        tar.extractall(runs_dir, members=members, filter="data")
+
+
+def main(argv: list[str]) -> int:
+    """``python -m ppolab.lab.trial SPEC_JSON RUN_DIR RESULT_JSON``."""
+    from ppolab.rundir import write_json
+
+    spec = TrialSpec(**json.loads(Path(argv[0]).read_text()))
+    write_json(Path(argv[2]), outcome(spec, Path(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+
