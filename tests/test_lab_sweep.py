@@ -1,0 +1,230 @@
+"""``ppolab sweep``: the plan, the local and Ray executors, resuming after a real signal, failing
+trials, and the report and exercise commands end to end (tiny CartPole budgets)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli_env, ppolab_command
+
+from ppolab.errors import ConfigError, RunDirectoryError
+from ppolab.lab import stats
+from ppolab.lab.executors import LocalExecutor, RayExecutor
+from ppolab.lab.plan import SweepPlan, parse_grid
+from ppolab.lab.sweep import Sweep
+
+STEPS = "4096"  # 8 updates of the CartPole preset's 16 x 32 rollouts
+FAST = ["--steps", STEPS, "--score-episodes", "3", "--quiet"]
+
+
+def tiny_plan(**changes: object) -> SweepPlan:
+    fields = dict(env_id="CartPole-v1", algo="ppo", grid=parse_grid(["clip_coef=0.1,0.3"]), seeds=[0, 1],
+                  steps=int(STEPS), score_episodes=3)
+    fields.update(changes)
+    return SweepPlan(**fields)  # type: ignore[arg-type]
+
+
+def run_sweep(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ppolab_command(), "sweep", "CartPole-v1", *args], env=cli_env(), text=True,
+                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def states(sweep_dir: Path) -> dict[str, str]:
+    return {name: e["state"] for name, e in json.loads((sweep_dir / "status.json").read_text())["trials"].items()}
+
+
+def results(sweep_dir: Path) -> dict[str, dict]:
+    return {name: e["result"] for name, e in json.loads((sweep_dir / "status.json").read_text())["trials"].items()}
+
+
+# --- the plan
+
+
+def test_grid_is_the_cross_product_times_seeds_in_order() -> None:
+    plan = SweepPlan("CartPole-v1", "ppo", parse_grid(["clip_coef=0.1,0.2", "n_epochs=1,4,8"]), seeds=[0, 1, 2])
+    trials = plan.trials()
+    assert len(trials) == 2 * 3 * 3
+    assert [c["n_epochs"] for c in plan.configs] == ["1", "4", "8", "1", "4", "8"]
+    assert trials[0].name == "clip_coef=0.1__n_epochs=1__s0" and trials[0].config == "clip_coef=0.1, n_epochs=1"
+    assert trials[0].overrides == {"clip_coef": "0.1", "n_epochs": "1"}
+    assert len({t.name for t in trials}) == len(trials)
+    assert plan.default_name() == SweepPlan.from_dict(plan.to_dict()).default_name()
+    assert plan.default_name() != tiny_plan().default_name()
+
+
+def test_grid_values_with_commas_and_algo_as_a_key() -> None:
+    assert parse_grid(["hidden_sizes=64,64;128,128"]) == {"hidden_sizes": ["64,64", "128,128"]}
+    plan = SweepPlan("CartPole-v1", "ppo", parse_grid(["algo=ppo,a2c"]), seeds=[0])
+    assert [(t.algo, t.overrides) for t in plan.trials()] == [("ppo", {}), ("a2c", {})]
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    (["clip_cof=0.1,0.2"], "did you mean 'clip_coef'"),
+    (["clip_coef"], "--grid expects key=v1,v2"),
+    (["clip_coef=0.1,0.1"], "repeats a value"),
+    (["algo=ppo,sac"], "unknown algo 'sac'"),
+    (["algo=ppo,a2c", "clip_coef=0.1,0.2"], "'clip_coef' is not used by a2c"),
+])
+def test_a_bad_grid_is_refused_before_anything_runs(grid: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SweepPlan("CartPole-v1", "ppo", parse_grid(grid), seeds=[0])
+
+
+def test_a_sweep_directory_refuses_another_plan(tmp_path: Path) -> None:
+    Sweep.open(tmp_path / "s", tiny_plan())
+    with pytest.raises(RunDirectoryError, match="holds a different sweep .*seeds"):
+        Sweep.open(tmp_path / "s", tiny_plan(seeds=[0, 1, 2]))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirectoryError, match="not a sweep directory"):
+        Sweep.open(tmp_path / "other", tiny_plan())
+
+
+# --- executors: the same trials give the same results on either backend
+
+
+@pytest.mark.slow
+def test_local_and_ray_backends_give_the_same_per_trial_results(tmp_path: Path) -> None:
+    outcomes = {}
+    for name, executor in (("local", LocalExecutor(2)), ("ray", None)):
+        if executor is None:
+            executor = RayExecutor(workers=2)  # starts a real local Ray instance
+        sweep = Sweep.open(tmp_path / name, tiny_plan())
+        try:
+            outcome = sweep.run(executor)
+        finally:
+            executor.close()
+        assert (outcome.done, outcome.failed) == (4, 0)
+        assert set(states(tmp_path / name).values()) == {"done"}
+        for trial in sweep.plan.trials():
+            run = tmp_path / name / "runs" / trial.name
+            assert (run / "summary.json").is_file() and (run / "model.pt").is_file()
+        outcomes[name] = results(tmp_path / name)
+    for trial, local in outcomes["local"].items():
+        remote = outcomes["ray"][trial]
+        for key in ("score", "eval_returns", "final_mean_return", "total_steps"):
+            assert local[key] == remote[key], (trial, key)
+        assert local["total_steps"] == 4096
+    # different seeds and settings really are different trials
+    assert len({r["final_mean_return"] for r in outcomes["local"].values()}) > 1
+
+
+# --- failures and resuming
+
+
+@pytest.mark.slow
+def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    proc = run_sweep("--grid", "clip_coef=0.2,-1", "--seeds", "2", "--out", str(out), *FAST)
+    assert proc.returncode == 1, proc.stderr
+    status = json.loads((out / "status.json").read_text())["trials"]
+    assert [status[f"clip_coef=0.2__s{s}"]["state"] for s in (0, 1)] == ["done", "done"]
+    for seed in (0, 1):
+        failed = status[f"clip_coef=-1__s{seed}"]
+        assert failed["state"] == "failed" and "clip_coef" in failed["error"] and "> 0" in failed["error"]
+    assert "trial clip_coef=-1__s0 failed: invalid clip_coef" in proc.stderr
+    report = (out / "report.md").read_text()
+    assert "clip_coef=-1__s0" in report and failed["error"] in report
+
+
+def _trial_processes(sweep_dir: Path) -> list[int]:
+    """Live processes running a trial of ``sweep_dir``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "ppolab.lab.trial" in cmdline and str(sweep_dir) in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _wait_until(condition, proc: subprocess.Popen[str], timeout: float = 120) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended early: {proc.communicate()}")
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_a_killed_sweep_resumes_running_only_the_missing_trials(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "s"
+    args = ["--grid", "clip_coef=0.1,0.3", "--seeds", "2", "--workers", "1", "--out", str(out), *FAST]
+    proc = subprocess.Popen([*ppolab_command(), "sweep", "CartPole-v1", *args], env=cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def one_done_and_next_running() -> bool:
+        try:
+            found = list(states(out).values())
+        except (OSError, ValueError):
+            return False
+        return found.count("done") >= 1 and "running" in found and bool(_trial_processes(out))
+
+    _wait_until(one_done_and_next_running, proc)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -9), err
+    deadline = time.monotonic() + 10
+    while _trial_processes(out) and time.monotonic() < deadline:  # a trial never outlives its sweep
+        time.sleep(0.05)
+    assert not _trial_processes(out)
+    if sig == signal.SIGINT:
+        assert "continue with the same command" in err
+    done = {name for name, state in states(out).items() if state == "done"}
+    assert 1 <= len(done) < 4
+    kept = {name: (out / "runs" / name / "summary.json").stat().st_mtime_ns for name in done}
+
+    proc2 = run_sweep(*args)
+    assert proc2.returncode == 0, proc2.stderr
+    assert set(states(out).values()) == {"done"}
+    assert kept == {name: (out / "runs" / name / "summary.json").stat().st_mtime_ns for name in done}
+    for name, result in results(out).items():
+        assert result["total_steps"] == 4096, name
+    assert (out / "report.html").is_file()
+    report = (out / "report.md").read_text()
+    assert all(name in report for name in states(out))
+
+
+# --- report and exercise commands
+
+
+@pytest.mark.slow
+def test_exercise_prints_a_conclusion_computed_from_the_results(tmp_path: Path) -> None:
+    out = tmp_path / "clip"
+    proc = subprocess.run([*ppolab_command(), "exercise", "clip", "--seeds", "2", "--out", str(out), *FAST],
+                          env=cli_env(), text=True, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((out / "sweep.json").read_text())
+    assert plan["exercise"] == "clip" and len(plan["configs"]) == 4
+    by_config: dict[str, list[float]] = {}
+    for trial in plan["trials"]:
+        by_config.setdefault(trial["config"], []).append(results(out)[trial["name"]]["score"])
+    iqms = {label: stats.iqm(np.array(scores)) for label, scores in by_config.items()}
+    best = max(iqms, key=iqms.get)  # type: ignore[arg-type]
+    ranking = next(line for line in proc.stdout.splitlines() if line.startswith("Ranking by IQM: "))
+    assert ranking.startswith(f"Ranking by IQM: {best} {iqms[best]:.1f} [")
+    assert f"{best} vs " in proc.stdout and "P(" in proc.stdout
+    again = subprocess.run([*ppolab_command(), "report", str(out)], env=cli_env(), text=True,
+                           capture_output=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert (out / "report.html").is_file() and ranking in (out / "report.md").read_text()
+
+
+def test_report_of_a_directory_that_is_not_a_sweep(tmp_path: Path) -> None:
+    proc = subprocess.run([*ppolab_command(), "report", str(tmp_path)], env=cli_env(), text=True,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 2 and "sweep.json" in proc.stderr
