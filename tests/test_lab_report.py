@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from ppolab.errors import RunDirectoryError
-from ppolab.lab.report import (
+from ppolab.lab.report import write_report
+from ppolab.lab.results import (
     improvement_table,
     kl_clip_correlation,
     load_sweep,
     summarize,
-    write_report,
 )
 
 EPISODE_COLUMNS = ["episode", "global_step", "wall_seconds", "return", "length"]

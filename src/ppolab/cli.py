@@ -390,8 +390,8 @@ def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> in
     from ppolab.lab.conclusions import conclude
     from ppolab.lab.executors import make_executor
     from ppolab.lab.plan import SweepPlan
-    from ppolab.lab.report import load_sweep
     from ppolab.lab.report import write_report as write
+    from ppolab.lab.results import load_sweep
     from ppolab.lab.sweep import Sweep
     from ppolab.progress import TrialProgress
 
@@ -427,7 +427,8 @@ def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> in
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ppolab.lab.conclusions import conclude
-    from ppolab.lab.report import load_sweep, write_report
+    from ppolab.lab.report import write_report
+    from ppolab.lab.results import load_sweep
 
     data = load_sweep(Path(args.sweep_dir))
     html = write_report(Path(args.sweep_dir), conclusion=conclude(data))

@@ -9,49 +9,17 @@ CRCs, so without it a file damaged on disk would load silently with wrong weight
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ppolab.errors import ModelFileError
+from ppolab.files import UMASK, atomic_write, fsync_directory  # noqa: F401  (UMASK: re-exported)
 
 FORMAT = "ppolab-model"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: the same, without the checksum
-UMASK = os.umask(0)  # read once: os.umask can only be read by setting it
-os.umask(UMASK)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
-    ``path``: a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp's 0600 would hide run files from the group
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a rename in ``path`` durable (the new name is directory data)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}

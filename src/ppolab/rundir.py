@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import tempfile
@@ -24,13 +23,13 @@ import yaml
 
 from ppolab.checkpoints import CheckpointDir
 from ppolab.errors import RunDirectoryError
+from ppolab.files import UMASK, atomic_write, fsync_directory, write_json
 from ppolab.metrics import (
     MetricsWriter,
     TensorBoardScalars,
     metric_columns,
     truncate_run_files,
 )
-from ppolab.modelfile import UMASK, atomic_write, fsync_directory
 from ppolab.progress import Progress
 
 if TYPE_CHECKING:
@@ -59,10 +58,6 @@ def check_can_create(run_dir: Path, overwrite: bool = False) -> None:
 
 def is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / "config.yaml").is_file()
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
 class RunReporter:

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ppolab.lab.report import ConfigSummary, SweepData, improvement_table, kl_clip_correlation, summarize
+from ppolab.lab.results import (
+    ConfigSummary,
+    SweepData,
+    improvement_table,
+    kl_clip_correlation,
+    score_description,
+    summarize,
+)
 from ppolab.lab.stats import Estimate
 
 
@@ -24,10 +31,10 @@ def conclude(data: SweepData, reps: int = 2000) -> str:
         return names.get(label, label)
 
     summaries = [s for s in summarize(data, reps=reps) if s.done]
-    score = data.plan["score"]
-    what = (f"mean return of {score['episodes']} evaluation episodes of the final policy" if score["kind"] == "eval"
-            else f"mean return of the last {score['episodes']} training episodes")
-    lines = [f"Score: {what}; {len(data.plan['seeds'])} seeds per configuration."]
+    steps = data.plan["steps"]
+    budget = f"after {steps:,} steps" if steps else "after each preset's total_steps"
+    lines = [f"Score: {score_description(data.plan['score'])} {budget}; {len(data.plan['seeds'])} seeds "
+             "per configuration."]
     if not summaries:
         return "\n".join([*lines, "No trial finished, so there is nothing to conclude."])
     ranked = sorted(summaries, key=lambda s: -s.estimates["iqm"].point)

@@ -34,15 +34,15 @@ class Exercise:
 
 EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in (
     Exercise("clip", "Which clip range epsilon works best: 0.05, 0.1, 0.2 or 0.3?",
-             {"clip_coef": ["0.05", "0.1", "0.2", "0.3"]}, steps={DEFAULT_ENV: 60_000}),
+             {"clip_coef": ["0.05", "0.1", "0.2", "0.3"]}, steps={DEFAULT_ENV: 25_000}),
     Exercise("epochs", "What do 1, 5, 10 or 20 epochs over each batch do?",
-             {"n_epochs": ["1", "5", "10", "20"]}, steps={DEFAULT_ENV: 60_000}),
+             {"n_epochs": ["1", "5", "10", "20"]}, steps={DEFAULT_ENV: 25_000}),
     Exercise("gae", "How does GAE's lambda compare with one-step TD (lambda = 0) and Monte-Carlo (lambda = 1)?",
-             {"gae_lambda": ["0", "0.5", "0.9", "0.95", "1"]}, steps={DEFAULT_ENV: 60_000},
+             {"gae_lambda": ["0", "0.5", "0.9", "0.95", "1"]}, steps={DEFAULT_ENV: 25_000},
              names={"gae_lambda=0": "gae_lambda=0 (one-step TD)", "gae_lambda=1": "gae_lambda=1 (Monte-Carlo)"}),
     Exercise("algos", "How does PPO compare with A2C and TRPO, per step and per second?",
              {"algo": ["ppo", "a2c", "trpo"]}, steps={DEFAULT_ENV: 100_000}),
     Exercise("kl", "How does the KL between old and new policy relate to the clip fraction, and what "
              "happens when the KL grows (here: with the learning rate)?",
-             {"learning_rate": ["0.001", "0.007", "0.03"]}, steps={DEFAULT_ENV: 60_000}),
+             {"learning_rate": ["0.001", "0.007", "0.03"]}, steps={DEFAULT_ENV: 25_000}),
 )}

@@ -72,7 +72,7 @@ class SweepPlan:
     def configs(self) -> list[dict[str, str]]:
         """The grid's points, in the order the values were given (the last key varies fastest)."""
         keys = list(self.grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*self.grid.values())]
 
     def trials(self) -> list[TrialSpec]:
         """Every grid point times every seed, seeds innermost."""

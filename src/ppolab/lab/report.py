@@ -1,401 +1,23 @@
 """A sweep directory turned into a report: ``report.md``, ``report.html`` and ``figures/*.png``.
 
-`load_sweep` reads the plan, the trials' states and their run directories' curves; `summarize`
-and `improvement_table` compute the statistics (:mod:`ppolab.lab.stats`); `write_report` draws
-the figures and renders both reports from one list of blocks, so that the Markdown and the
-self-contained HTML (figures embedded) always say the same thing.
+The statistics come from :mod:`ppolab.lab.results`, the figures from :mod:`ppolab.lab.figures`;
+both reports are rendered from one list of blocks, so that the Markdown and the self-contained
+HTML (figures embedded) always say the same thing.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
-import json
-import math
-import os
-import tempfile
 from collections import namedtuple
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import numpy as np
-import scipy.stats
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
-
-from ppolab.errors import RunDirectoryError
-from ppolab.lab import stats
-from ppolab.lab.stats import AGGREGATES, Estimate, ThresholdSummary
-
-ROLLING_WINDOW = 20  # episodes in the rolling mean of the learning curves
-CURVE_POINTS = 200  # grid points of the learning curves and performance profiles
-DPI = 110
-AGGREGATE_NAMES = {"iqm": "IQM", "median": "median", "mean": "mean"}
-
-
-@dataclass
-class TrialData:
-    """One trial: its plan entry, its status, and the curves of its run directory (None if absent)."""
-
-    name: str
-    config: str
-    algo: str
-    seed: int
-    state: str  # pending | running | done | failed
-    error: str | None
-    result: dict | None
-    episodes: np.ndarray | None  # [episodes, 3]: global_step, wall_seconds, return
-    metrics: dict[str, np.ndarray] | None  # metrics.csv columns by name; empty cells are NaN
-
-    @property
-    def score(self) -> float | None:
-        """The score of a done trial, None for any other trial (or a done one without a finite score)."""
-        value = (self.result or {}).get("score") if self.state == "done" else None
-        return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
-
-
-@dataclass
-class SweepData:
-    """A sweep directory: its plan (``sweep.json``) and every planned trial, in plan order."""
-
-    path: Path
-    plan: dict
-    trials: list[TrialData]
-
-    def configs(self) -> list[str]:
-        """The configuration labels, in plan order."""
-        return [config["label"] for config in self.plan["configs"]]
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunDirectoryError(f"{path.parent} is not a sweep directory: it has no {path.name} ({what}); "
-                                "give the directory that `ppolab sweep` created") from None
-    except (OSError, ValueError) as e:
-        raise RunDirectoryError(f"cannot read {path} ({what}): {e}; the file is damaged") from None
-    if not isinstance(data, dict):
-        raise RunDirectoryError(f"{path} ({what}) holds a {type(data).__name__}, not a JSON object")
-    return data
-
-
-def _to_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
-def _read_csv(path: Path) -> dict[str, np.ndarray] | None:
-    """A CSV file's columns as float arrays (empty or non-numeric cells NaN); None if absent.
-    Rows of the wrong length, such as a last line cut short by a crash, are skipped."""
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return None
-    header, body = rows[0], [row for row in rows[1:] if len(row) == len(rows[0])]
-    return {name: np.array([_to_float(row[i]) for row in body]) for i, name in enumerate(header)}
-
-
-def _load_trial(run_dir: Path, entry: dict, status: dict) -> TrialData:
-    columns = _read_csv(run_dir / "episodes.csv") or {}
-    wanted = ("global_step", "wall_seconds", "return")
-    episodes = np.column_stack([columns[c] for c in wanted]) if all(c in columns for c in wanted) else None
-    if episodes is not None:
-        episodes = episodes[np.isfinite(episodes).all(axis=1)]
-    return TrialData(entry["name"], entry["config"], entry["algo"], int(entry["seed"]),
-                     status.get("state", "pending"), status.get("error"), status.get("result"),
-                     episodes, _read_csv(run_dir / "metrics.csv"))
-
-
-def load_sweep(sweep_dir: str | Path) -> SweepData:
-    """Read a sweep directory: ``sweep.json``, ``status.json`` (every trial pending without it)
-    and each trial's ``runs/<name>/{episodes,metrics}.csv``. :class:`RunDirectoryError` when
-    ``sweep.json`` is missing or is not a sweep plan."""
-    path = Path(sweep_dir)
-    plan = _read_json(path / "sweep.json", "the sweep plan")
-    status_path = path / "status.json"
-    status = _read_json(status_path, "the trials' states").get("trials", {}) if status_path.is_file() else {}
-    try:
-        data = SweepData(path, plan, [_load_trial(path / "runs" / entry["name"], entry, status.get(entry["name"]) or {})
-                                      for entry in plan["trials"]])
-        data.configs()  # every configuration has a label
-    except (KeyError, TypeError, AttributeError) as e:
-        raise RunDirectoryError(f"{path / 'sweep.json'} is not a ppolab sweep plan ({type(e).__name__}: {e}); "
-                                "it was damaged or written by another program") from None
-    return data
-
-
-@dataclass
-class ConfigSummary:
-    """One configuration's trials: counts, scores, aggregates and how soon they reached the threshold."""
-
-    label: str
-    algo: str
-    runs: int
-    done: int
-    failed: int
-    scores: np.ndarray  # the done trials' scores, in seed order
-    estimates: dict[str, Estimate]  # iqm, median, mean; {} without a done trial
-    steps_to_threshold: ThresholdSummary | None  # None when the env has no reward threshold
-    seconds_to_threshold: ThresholdSummary | None
-
-
-def _to_threshold(trials: list[TrialData], key: str) -> ThresholdSummary | None:
-    if not any(t.result.get("reward_threshold") is not None for t in trials):
-        return None
-    return stats.threshold_summary([t.result.get(key) for t in trials])
-
-
-def summarize(data: SweepData, reps: int = 2000, seed: int = 0) -> list[ConfigSummary]:
-    """Per configuration, in plan order: trial counts, the done trials' scores with their IQM,
-    median and mean (95% stratified bootstrap intervals), and when the runs reached the threshold."""
-    summaries = []
-    for label in data.configs():
-        trials = [t for t in data.trials if t.config == label]
-        scored = sorted((t for t in trials if t.score is not None), key=lambda t: t.seed)
-        scores = np.array([t.score for t in scored], dtype=float)
-        summaries.append(ConfigSummary(
-            label, ", ".join(dict.fromkeys(t.algo for t in trials)), len(trials),
-            sum(t.state == "done" for t in trials), sum(t.state == "failed" for t in trials), scores,
-            stats.aggregate_estimates(scores, reps=reps, seed=seed) if len(scores) else {},
-            _to_threshold(scored, "solved_at_step"), _to_threshold(scored, "solved_at_seconds")))
-    return summaries
-
-
-def improvement_table(data: SweepData, summaries: list[ConfigSummary], reps: int = 2000,
-                      seed: int = 0) -> dict[tuple[str, str], Estimate]:
-    """``P(a run of config a scores higher than a run of config b)`` (ties count half) with a 95%
-    bootstrap interval, for each ordered pair of distinct configurations that have scores, keyed
-    ``(a, b)`` in the plan's configuration order."""
-    order = {label: i for i, label in enumerate(data.configs())}
-    scored = sorted((s for s in summaries if len(s.scores)), key=lambda s: order.get(s.label, len(order)))
-    return {(a.label, b.label): stats.probability_of_improvement_estimate(a.scores, b.scores, reps, seed=seed)
-            for a in scored for b in scored if a is not b}
-
-
-def _kl_clip_points(data: SweepData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per configuration, every logged update's (approx_kl, clip_fraction) where both are numbers."""
-    points: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for trial in data.trials:
-        metrics = trial.metrics or {}
-        if "approx_kl" in metrics and "clip_fraction" in metrics:
-            kl, clip = metrics["approx_kl"], metrics["clip_fraction"]
-            keep = np.isfinite(kl) & np.isfinite(clip)
-            old_kl, old_clip = points.get(trial.config, (np.empty(0), np.empty(0)))
-            points[trial.config] = (np.append(old_kl, kl[keep]), np.append(old_clip, clip[keep]))
-    return {label: pair for label, pair in points.items() if len(pair[0])}
-
-
-def kl_clip_correlation(data: SweepData) -> tuple[float, int] | None:
-    """Spearman's rank correlation between approx_kl and clip_fraction over every update of every
-    trial, and the number of updates; None without such metrics (not PPO), with fewer than three
-    updates, or when either is constant (the correlation is undefined)."""
-    points = list(_kl_clip_points(data).values())
-    kl = np.concatenate([p[0] for p in points]) if points else np.empty(0)
-    clip = np.concatenate([p[1] for p in points]) if points else np.empty(0)
-    if len(kl) < 3 or np.ptp(kl) == 0 or np.ptp(clip) == 0:
-        return None
-    return float(scipy.stats.spearmanr(kl, clip).statistic), len(kl)
-
-
-# --- figures -----------------------------------------------------------------------------------
-
-@dataclass
-class _Report:
-    """Everything the figures and the text are drawn from."""
-
-    data: SweepData
-    summaries: list[ConfigSummary]
-    improvements: dict[tuple[str, str], Estimate]
-    reps: int
-
-    @property
-    def colours(self) -> dict[str, tuple]:
-        labels = self.data.configs()
-        cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
-        return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
-
-    @property
-    def threshold(self) -> float | None:
-        found = [t.result["reward_threshold"] for t in self.data.trials
-                 if t.result and t.result.get("reward_threshold") is not None]
-        return float(found[0]) if found else None
-
-    @property
-    def score_text(self) -> str:
-        score = self.data.plan.get("score") or {}
-        if score.get("kind") == "eval":
-            return f"mean return of {score.get('episodes')} evaluation episodes of the final policy"
-        if score.get("kind") == "train":
-            return f"mean return of the last {score.get('episodes')} training episodes"
-        return "the trial's score"
-
-    def scored(self) -> list[ConfigSummary]:
-        return [s for s in self.summaries if s.estimates]
-
-
-class _NoData(Exception):
-    """A figure with nothing to show; the message says why."""
-
-
-def _axes(ncols: int = 1, width: float = 8.0, height: float = 4.5) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
-
-
-def _style(ax, title: str, xlabel: str, ylabel: str = "", legend: bool = False) -> None:
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if legend:
-        ax.legend(fontsize=8, loc="best")
-
-
-def _band(ax, x: np.ndarray, band: tuple[np.ndarray, ...], colour, label: str, steps: bool = False) -> None:
-    point, low, high = band
-    ax.plot(x, point, color=colour, lw=1.8, label=label, drawstyle="steps-post" if steps else "default")
-    ax.fill_between(x, low, high, color=colour, alpha=0.2, lw=0, step="post" if steps else None)
-
-
-def _intervals(ax, labels: list[str], estimates: list[Estimate], colours: list) -> None:
-    """rliable-style interval rows: a bar over each 95% interval, a black tick at the point, first on top."""
-    for y, (estimate, colour) in enumerate(zip(estimates, colours, strict=True)):
-        ax.barh(y, estimate.high - estimate.low, left=estimate.low, height=0.6, color=colour, alpha=0.6)
-        ax.plot([estimate.point] * 2, [y - 0.3, y + 0.3], color="black", lw=2)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_ylim(len(labels) - 0.5, -0.5)
-
-
-def _rolling_curve(episodes: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray]:
-    """A run's rolling mean return (last ROLLING_WINDOW episodes, fewer at the start) against
-    steps (column 0) or seconds (1). Episodes that end at the same x (different envs, or one
-    logging flush) keep the last value, so x is strictly increasing."""
-    returns = episodes[:, 2]
-    sums, ends = np.cumsum(np.insert(returns, 0, 0.0)), np.arange(1, len(returns) + 1)
-    rolling = (sums[ends] - sums[np.maximum(ends - ROLLING_WINDOW, 0)]) / np.minimum(ends, ROLLING_WINDOW)
-    x, last = np.unique(episodes[::-1, column], return_index=True)
-    return x, rolling[::-1][last]
-
-
-def _learning_curves(report: _Report, column: int, xlabel: str) -> tuple[Figure, str]:
-    curves: dict[str, list] = {}
-    for trial in report.data.trials:
-        if trial.score is not None and trial.episodes is not None:
-            x, y = _rolling_curve(trial.episodes, column)
-            if len(x) >= 2:
-                curves.setdefault(trial.config, []).append((x, y))
-    if not curves:
-        raise _NoData("no done trial has two or more finished training episodes")
-    grid = np.linspace(min(x[0] for runs in curves.values() for x, _ in runs),
-                       max(x[-1] for runs in curves.values() for x, _ in runs), CURVE_POINTS)
-    fig, (ax,) = _axes()
-    for label in (label for label in report.data.configs() if label in curves):
-        xs, ys = zip(*curves[label], strict=True)
-        band = stats.curve_band(xs, ys, grid, reps=report.reps)
-        # Only where every run has data: at the ragged ends the IQM of the one or two runs still
-        # going jumps about and reads as a trend.
-        common = (grid >= max(x[0] for x in xs)) & (grid <= min(x[-1] for x in xs))
-        band = tuple(np.where(common, b, np.nan) for b in band)
-        _band(ax, grid, band, report.colours[label], f"{label} ({len(xs)} runs)")
-    if report.threshold is not None:
-        ax.axhline(report.threshold, color="grey", ls="--", lw=1.2, label=f"reward threshold ({report.threshold:g})")
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    title = (f"{report.data.plan.get('env_id')}: IQM over seeds of the rolling mean training return\n"
-             f"(last {ROLLING_WINDOW} episodes), 95% bootstrap band")
-    _style(ax, title, xlabel, "rolling mean return", legend=True)
-    caption = (f"IQM across seeds of each run's mean return over its last {ROLLING_WINDOW} training episodes, "
-               f"against {xlabel}, drawn where every run has data; shaded: 95% bootstrap band over runs.")
-    return fig, caption
-
-
-def _final_scores(report: _Report) -> tuple[Figure, str]:
-    scored = report.scored()
-    if not scored:
-        raise _NoData("no trial finished with a score")
-    fig, axes = _axes(3, width=11, height=1.6 + 0.45 * len(scored))
-    for i, (ax, name) in enumerate(zip(axes, AGGREGATES, strict=True)):
-        _intervals(ax, [s.label for s in scored], [s.estimates[name] for s in scored],
-                   [report.colours[s.label] for s in scored])
-        _style(ax, AGGREGATE_NAMES[name], "")
-        ax.tick_params(labelleft=i == 0)
-    fig.suptitle(f"Final scores: point estimate and 95% stratified bootstrap CI ({report.reps} resamples)")
-    fig.supxlabel(f"score: {report.score_text}", fontsize=10)
-    return fig, f"IQM, median and mean of the score ({report.score_text}) with 95% bootstrap confidence intervals."
-
-
-def _performance_profiles(report: _Report) -> tuple[Figure, str]:
-    scored = report.scored()
-    if not scored:
-        raise _NoData("no trial finished with a score")
-    scores = np.concatenate([s.scores for s in scored])
-    pad = 0.05 * (np.ptp(scores) or abs(scores[0]) or 1.0)
-    taus = np.linspace(scores.min() - pad, scores.max() + pad, CURVE_POINTS)
-    fig, (ax,) = _axes()
-    for s in scored:
-        _band(ax, taus, stats.performance_profile_band(s.scores, taus, report.reps), report.colours[s.label],
-              f"{s.label} ({len(s.scores)} runs)", steps=True)
-    ax.set_ylim(-0.02, 1.02)
-    _style(ax, "Performance profiles with 95% bootstrap bands", f"score threshold τ ({report.score_text})",
-           "fraction of runs with score > τ", legend=True)
-    return fig, "Fraction of runs whose score exceeds τ, for each τ; shaded: 95% bootstrap band."
-
-
-def _probability_of_improvement(report: _Report) -> tuple[Figure, str]:
-    scored = report.scored()
-    if len(scored) < 2:
-        raise _NoData("it needs two or more configurations with done trials")
-    best = max(scored, key=lambda s: s.estimates["iqm"].point)
-    others = [s for s in scored if s is not best]
-    fig, (ax,) = _axes(height=1.8 + 0.45 * len(others))
-    _intervals(ax, [f"P({best.label} > {s.label})" for s in others],
-               [report.improvements[best.label, s.label] for s in others], [report.colours[s.label] for s in others])
-    ax.axvline(0.5, color="grey", ls="--", lw=1.2)
-    ax.set_xlim(0, 1)
-    fig.suptitle(f"Probability that a run of the best configuration by IQM ({best.label})\n"
-                 "beats a run of each other one, with 95% bootstrap CI", fontsize=10)
-    _style(ax, "", "P(X > Y), ties counting half")
-    return fig, f"P(X > Y) for the configuration with the best IQM ({best.label}) against each other one."
-
-
-def _kl_vs_clip_fraction(report: _Report) -> tuple[Figure, str]:
-    points = _kl_clip_points(report.data)
-    if not points:
-        raise _NoData("no trial logged both approx_kl and clip_fraction (PPO's statistics)")
-    fig, (ax,) = _axes()
-    for label in (label for label in report.data.configs() if label in points):
-        kl, clip = points[label]
-        ax.scatter(kl, clip, s=8, alpha=0.35, color=report.colours[label], edgecolors="none", label=label)
-    all_kl = np.concatenate([kl for kl, _ in points.values()])
-    if all_kl.min() > 0 and all_kl.max() > 10 * all_kl.min():
-        ax.set_xscale("log")
-    correlation = kl_clip_correlation(report.data)
-    rho = "undefined" if correlation is None else f"{correlation[0]:.2f} over {correlation[1]:,} updates"
-    _style(ax, f"Approximate KL vs clip fraction, one point per update\nSpearman rank correlation ρ = {rho}",
-           "approx_kl (estimated KL(old ‖ new) after the update)", "clip fraction", legend=True)
-    for handle in ax.get_legend().legend_handles:
-        handle.set_alpha(1)
-    return fig, f"Each update's approximate KL against its clip fraction; Spearman ρ = {rho}."
-
-
-FIGURES: tuple[tuple[str, Callable[[_Report], tuple[Figure, str]]], ...] = (
-    ("learning_curves_steps.png", lambda r: _learning_curves(r, 0, "environment steps")),
-    ("learning_curves_seconds.png", lambda r: _learning_curves(r, 1, "wall-clock seconds")),
-    ("final_scores.png", _final_scores),
-    ("performance_profiles.png", _performance_profiles),
-    ("probability_of_improvement.png", _probability_of_improvement),
-    ("kl_vs_clip_fraction.png", _kl_vs_clip_fraction),
-)
-
+from ppolab.files import atomic_write
+from ppolab.lab.figures import AGGREGATE_NAMES, FIGURES, NoData, ReportData
+from ppolab.lab.results import SweepData, improvement_table, load_sweep, summarize
+from ppolab.lab.stats import AGGREGATES, Estimate
 
 # --- text --------------------------------------------------------------------------------------
 
@@ -424,7 +46,7 @@ def _seeds_text(seeds: list[int]) -> str:
     return f"{len(seeds)} seed{'s' * (len(seeds) != 1)} ({', '.join(map(str, seeds))})"
 
 
-def _header_blocks(report: _Report, conclusion: str | None) -> list:
+def _header_blocks(report: ReportData, conclusion: str | None) -> list:
     plan = report.data.plan
     grid = "; ".join(f"{key} ∈ {{{', '.join(map(str, values))}}}" for key, values in (plan.get("grid") or {}).items())
     algos = ", ".join(dict.fromkeys(t.algo for t in report.data.trials)) or str(plan.get("algo"))
@@ -443,7 +65,7 @@ def _header_blocks(report: _Report, conclusion: str | None) -> list:
     return blocks
 
 
-def _summary_blocks(report: _Report) -> list:
+def _summary_blocks(report: ReportData) -> list:
     rows = []
     for s in report.summaries:
         steps, seconds = s.steps_to_threshold, s.seconds_to_threshold
@@ -462,7 +84,7 @@ def _summary_blocks(report: _Report) -> list:
     return [_Heading("Configurations"), _Table(header, rows), _Paragraph(note)]
 
 
-def _improvement_blocks(report: _Report) -> list:
+def _improvement_blocks(report: ReportData) -> list:
     labels = [s.label for s in report.scored()]
     if len(labels) < 2:
         return [_Heading("Probability of improvement"),
@@ -474,19 +96,19 @@ def _improvement_blocks(report: _Report) -> list:
         _Table(["row > column", *labels], rows)]
 
 
-def _figure_blocks(report: _Report, figures_dir: Path) -> list:
+def _figure_blocks(report: ReportData, figures_dir: Path) -> list:
     blocks: list = [_Heading("Figures")]
     figures_dir.mkdir(parents=True, exist_ok=True)
     for name, draw in FIGURES:
         try:
             fig, caption = draw(report)
-        except _NoData as why:
+        except NoData as why:
             (figures_dir / name).unlink(missing_ok=True)  # a figure from an earlier report would mislead
             blocks.append(_Paragraph(f"{name} not drawn: {why}."))
             continue
         png = io.BytesIO()
         fig.savefig(png, format="png")
-        _write_atomic(figures_dir / name, png.getvalue())
+        atomic_write(figures_dir / name, lambda f, png=png: f.write(png.getvalue()))
         blocks.append(_Image(f"figures/{name}", caption))
     return blocks
 
@@ -498,7 +120,7 @@ def _run_link(data: SweepData, name: str) -> str | _Link:
     return _Link("directory", f"{run_dir}/") if (data.path / run_dir).is_dir() else "—"
 
 
-def _trial_blocks(report: _Report) -> list:
+def _trial_blocks(report: ReportData) -> list:
     failed = [t for t in report.data.trials if t.state == "failed"]
     blocks: list = [_Heading("Failed trials")]
     blocks.append(_Items([f"{t.name}: {t.error or 'no error message was recorded'}" for t in failed])
@@ -581,28 +203,15 @@ def _html(blocks: list, root: Path) -> str:
             f"<style>{_STYLE}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it over: no reader sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(sweep_dir: str | Path, conclusion: str | None = None, reps: int = 2000) -> Path:
     """Write ``report.md``, ``report.html`` (self-contained) and ``figures/*.png`` into a sweep
     directory, from whatever trials have finished; returns the path of ``report.html``.
     Figures without data are left out and the report says why."""
     data = load_sweep(sweep_dir)
     summaries = summarize(data, reps=reps)
-    report = _Report(data, summaries, improvement_table(data, summaries, reps=reps), reps)
+    report = ReportData(data, summaries, improvement_table(data, summaries, reps=reps), reps)
     blocks = [*_header_blocks(report, conclusion), *_summary_blocks(report), *_improvement_blocks(report),
               *_figure_blocks(report, data.path / "figures"), *_trial_blocks(report)]
-    _write_atomic(data.path / "report.md", _markdown(blocks).encode())
-    _write_atomic(data.path / "report.html", _html(blocks, data.path).encode())
+    atomic_write(data.path / "report.md", lambda f: f.write(_markdown(blocks).encode()))
+    atomic_write(data.path / "report.html", lambda f: f.write(_html(blocks, data.path).encode()))
     return data.path / "report.html"

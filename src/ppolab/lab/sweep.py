@@ -10,7 +10,6 @@ the rest (interrupted, failed, never started) run again from the start.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -18,20 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ppolab.errors import RunDirectoryError
+from ppolab.files import read_json, write_json
 from ppolab.lab.executors import Executor, Finished, Started
 from ppolab.lab.plan import SweepPlan, TrialSpec
 from ppolab.progress import TrialProgress
-from ppolab.rundir import write_json
 
 PLAN_FILE, STATUS_FILE = "sweep.json", "status.json"
 STOPPING = "stopping the running trials; finished trials are kept, and the same command continues"
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunDirectoryError(f"cannot read {path}: {exc}") from None
 
 
 @dataclass
@@ -53,12 +45,13 @@ class Sweep:
     def open(cls, path: Path, plan: SweepPlan) -> Sweep:
         plan_file = path / PLAN_FILE
         if plan_file.is_file():
-            saved = read_json(plan_file)
+            saved = read_json(plan_file, "the sweep plan")
             if saved != plan.to_dict():
                 raise RunDirectoryError(
                     f"{path} holds a different sweep ({_difference(saved, plan.to_dict())}); "
                     "choose another --out, or delete that directory")
-            status = read_json(path / STATUS_FILE)["trials"] if (path / STATUS_FILE).is_file() else {}
+            status_file = path / STATUS_FILE  # absent if a kill came between the two first writes
+            status = read_json(status_file, "the trials' states").get("trials", {}) if status_file.is_file() else {}
         elif path.exists() and any(path.iterdir()):
             raise RunDirectoryError(f"{path} exists and is not a sweep directory (no {PLAN_FILE}); choose another --out")
         else:
@@ -76,15 +69,6 @@ class Sweep:
                 entry.update(state="pending", result=None)  # its run directory was removed since
         sweep._save()
         return sweep
-
-    @classmethod
-    def load(cls, path: Path) -> Sweep:
-        """An existing sweep directory, as it is (``ppolab report``)."""
-        if not (path / PLAN_FILE).is_file():
-            raise RunDirectoryError(f"{path} is not a sweep directory (no {PLAN_FILE} in it)")
-        plan = SweepPlan.from_dict(read_json(path / PLAN_FILE))
-        status = read_json(path / STATUS_FILE)["trials"] if (path / STATUS_FILE).is_file() else {}
-        return cls(path, plan, status)
 
     def counts(self) -> dict[str, int]:
         counts = {"pending": 0, "running": 0, "done": 0, "failed": 0}

@@ -129,7 +129,7 @@ def unpack(archive: bytes, runs_dir: Path, name: str) -> None:
 
 def main(argv: list[str]) -> int:
     """``python -m ppolab.lab.trial SPEC_JSON RUN_DIR RESULT_JSON``."""
-    from ppolab.rundir import write_json
+    from ppolab.files import write_json
 
     spec = TrialSpec(**json.loads(Path(argv[0]).read_text()))
     write_json(Path(argv[2]), outcome(spec, Path(argv[1])))
