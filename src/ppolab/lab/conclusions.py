@@ -8,13 +8,17 @@ old and new policy moves with the clip fraction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import scipy.stats
 
 from ppolab.lab.results import (
     ConfigSummary,
     SweepData,
     improvement_table,
     kl_clip_correlation,
+    kl_clip_points,
     score_description,
     summarize,
 )
@@ -38,7 +42,15 @@ def conclude(data: SweepData, reps: int = 2000) -> str:
     if not summaries:
         return "\n".join([*lines, "No trial finished, so there is nothing to conclude."])
     ranked = sorted(summaries, key=lambda s: -s.estimates["iqm"].point)
-    lines.append("Ranking by IQM: " + " > ".join(f"{name(s.label)} {_est(s.estimates['iqm'])}" for s in ranked) + ".")
+    ranking = f"{name(ranked[0].label)} {_est(ranked[0].estimates['iqm'])}"
+    for before, s in zip(ranked, ranked[1:], strict=False):
+        tie = s.estimates["iqm"].point == before.estimates["iqm"].point
+        ranking += f" {'=' if tie else '>'} {name(s.label)} {_est(s.estimates['iqm'])}"
+    lines.append(f"Ranking by IQM: {ranking}.")
+    all_scores = np.concatenate([s.scores for s in summaries])
+    if len(summaries) > 1 and np.ptp(all_scores) == 0:
+        lines.append(f"Every trial scored {all_scores[0]:g}: at this budget the score cannot separate the "
+                     "configurations; look at the learning curves, or run with fewer --steps.")
     lines += _comparisons(data, ranked, name, reps)
     lines += _thresholds(ranked, name)
     correlation = kl_clip_correlation(data)
@@ -54,7 +66,7 @@ def _est(e: Estimate) -> str:
     return f"{e.point:.1f} [{e.low:.1f}, {e.high:.1f}]"
 
 
-def _comparisons(data: SweepData, ranked: list[ConfigSummary], name, reps: int) -> list[str]:  # noqa: ANN001
+def _comparisons(data: SweepData, ranked: list[ConfigSummary], name: Callable[[str], str], reps: int) -> list[str]:
     if len(ranked) < 2:
         return []
     best = ranked[0]
@@ -75,7 +87,7 @@ def _comparisons(data: SweepData, ranked: list[ConfigSummary], name, reps: int) 
     return lines
 
 
-def _thresholds(ranked: list[ConfigSummary], name) -> list[str]:  # noqa: ANN001
+def _thresholds(ranked: list[ConfigSummary], name: Callable[[str], str]) -> list[str]:
     parts = []
     for s in ranked:
         t = s.steps_to_threshold
@@ -89,25 +101,32 @@ def _thresholds(ranked: list[ConfigSummary], name) -> list[str]:  # noqa: ANN001
     return ["Seeds whose rolling training return reached the reward threshold: " + "; ".join(parts) + "."]
 
 
-def _kl_lines(data: SweepData, ranked: list[ConfigSummary], name, correlation: tuple[float, int]) -> list[str]:  # noqa: ANN001
+def _kl_lines(data: SweepData, ranked: list[ConfigSummary], name: Callable[[str], str],
+              correlation: tuple[float, int]) -> list[str]:
     rho, n = correlation
     lines = [f"Across {n:,} PPO updates, approx KL and clip fraction have Spearman rank correlation "
-             f"{rho:.2f}: " + ("the more the policy moved, the more samples hit the clip." if rho > 0.5 else
-                              "they move together only loosely." if rho > 0 else "they do not move together.")]
-    per_config = []
-    for s in ranked:
-        kls = [t.metrics["approx_kl"] for t in data.trials
-               if t.config == s.label and t.metrics is not None and "approx_kl" in t.metrics]
-        clips = [t.metrics["clip_fraction"] for t in data.trials
-                 if t.config == s.label and t.metrics is not None and "clip_fraction" in t.metrics]
-        if kls and clips:
-            per_config.append((float(np.nanmedian(np.concatenate(kls))), float(np.nanmedian(np.concatenate(clips))), s))
+             f"{rho:.2f}: " + _strength(rho)]
+    points = kl_clip_points(data)
+    within = {label: scipy.stats.spearmanr(kl, clip).statistic for label, (kl, clip) in points.items()
+              if len(kl) >= 3 and np.ptp(kl) > 0 and np.ptp(clip) > 0}
+    if len(within) > 1:
+        lines.append("Within each configuration: " + "; ".join(f"{name(label)} rho {r:.2f}" for label, r in within.items())
+                     + (". Each configuration follows its own curve, so the pooled correlation is weaker than "
+                        "within any one of them." if min(within.values()) > rho else "."))
+    per_config = sorted(((float(np.median(points[s.label][0])), float(np.median(points[s.label][1])), s)
+                         for s in ranked if s.label in points), key=lambda item: item[0])
     if len(per_config) >= 2:
-        per_config.sort(key=lambda item: item[0])
         lines.append("Median approx KL per update (clip fraction, IQM score): " + "; ".join(
             f"{name(s.label)} {kl:.4f} ({clip:.2f}, {s.estimates['iqm'].point:.1f})" for kl, clip, s in per_config) + ".")
         low, high = per_config[0], per_config[-1]
         change = high[2].estimates["iqm"].point - low[2].estimates["iqm"].point
-        lines.append(f"Going from the smallest to the largest median KL ({low[0]:.4f} -> {high[0]:.4f}), "
-                     f"the IQM score {'rose' if change > 0 else 'fell'} by {abs(change):.1f}.")
+        moved = "did not change" if change == 0 else f"{'rose' if change > 0 else 'fell'} by {abs(change):.1f}"
+        lines.append(f"From the smallest to the largest median KL ({low[0]:.4f} -> {high[0]:.4f}), the IQM "
+                     f"score {moved}.")
     return lines
+
+
+def _strength(rho: float) -> str:
+    if rho > 0.7:
+        return "the more the policy moved, the more samples hit the clip."
+    return "they move together only loosely." if rho > 0.3 else "they hardly move together."

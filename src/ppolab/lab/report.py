@@ -53,7 +53,7 @@ def _header_blocks(report: ReportData, conclusion: str | None) -> list:
     title = f"{plan.get('env_id')} sweep: {algos}, {grid or 'no grid'}, {_seeds_text(list(plan.get('seeds', [])))}"
     blocks: list = [_Heading(title, 1)]
     if conclusion:
-        blocks.append(_Paragraph(conclusion))
+        blocks += [_Heading("What the data say"), _Items(conclusion.splitlines())]
     steps = plan.get("steps")
     blocks.append(_Paragraph(
         f"Score: the {report.score_text}. Budget: {_number(steps) + ' steps' if steps else 'each preset’s own'}"
