@@ -3,12 +3,15 @@ trials, and the report and exercise commands end to end (tiny CartPole budgets).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -221,7 +224,13 @@ def test_exercise_prints_a_conclusion_computed_from_the_results(tmp_path: Path) 
     again = subprocess.run([*ppolab_command(), "report", str(out)], env=cli_env(), text=True,
                            capture_output=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert (out / "report.html").is_file() and ranking in (out / "report.md").read_text()
+    assert ranking in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]*)"', page)
+    assert len(images) == len(list((out / "figures").glob("*.png"))) == 6  # with KL vs clip fraction
+    assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
+    for href in re.findall(r'href="([^"]*)"', page):
+        assert (out / unquote(href)).exists(), href
 
 
 def test_report_of_a_directory_that_is_not_a_sweep(tmp_path: Path) -> None:

@@ -34,7 +34,8 @@ def conclude(data: SweepData, reps: int = 2000) -> str:
     def name(label: str) -> str:
         return names.get(label, label)
 
-    summaries = [s for s in summarize(data, reps=reps) if s.done]
+    every = summarize(data, reps=reps)
+    summaries = [s for s in every if s.done]
     steps = data.plan["steps"]
     budget = f"after {steps:,} steps" if steps else "after each preset's total_steps"
     lines = [f"Score: {score_description(data.plan['score'])} {budget}; {len(data.plan['seeds'])} seeds "
@@ -56,7 +57,7 @@ def conclude(data: SweepData, reps: int = 2000) -> str:
     correlation = kl_clip_correlation(data)
     if correlation is not None:
         lines += _kl_lines(data, ranked, name, correlation)
-    failed = sum(s.failed for s in summarize(data, reps=1))
+    failed = sum(s.failed for s in every)
     if failed:
         lines.append(f"{failed} trial(s) failed and are left out (see the report).")
     return "\n".join(lines)
@@ -88,6 +89,9 @@ def _comparisons(data: SweepData, ranked: list[ConfigSummary], name: Callable[[s
 
 
 def _thresholds(ranked: list[ConfigSummary], name: Callable[[str], str]) -> list[str]:
+    if all(s.steps_to_threshold is not None and s.steps_to_threshold.reached == 0 for s in ranked):
+        return ["No seed's rolling training return reached the environment's reward threshold within the "
+                "budget, so there is no time to threshold to compare."]
     parts = []
     for s in ranked:
         t = s.steps_to_threshold
