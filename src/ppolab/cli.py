@@ -386,28 +386,23 @@ def _steps(text: str | None) -> int | None:
 def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> int:
     import signal
 
-    from ppolab.envs import make_single_env
     from ppolab.lab.conclusions import conclude
-    from ppolab.lab.executors import make_executor
     from ppolab.lab.plan import SweepPlan
     from ppolab.lab.report import write_report as write
     from ppolab.lab.results import load_sweep
-    from ppolab.lab.sweep import Sweep
+    from ppolab.lab.sweep import Sweep, run_sweep
     from ppolab.progress import TrialProgress
 
     assert isinstance(plan, SweepPlan)
-    make_single_env(plan.env_id).close()  # an unknown env fails here, not in every trial
-    sweep_dir = Path(args.out) if args.out else Path("sweeps") / plan.default_name()
-    sweep = Sweep.open(sweep_dir, plan)
-    executor = make_executor(args.backend, args.workers, args.address)
-    try:
+
+    def announce(sweep: Sweep, workers: int) -> None:
         if not args.quiet:
             print(f"sweep of {len(plan.trials())} trials ({len(plan.configs)} configurations x "
-                  f"{len(plan.seeds)} seeds) on {executor.workers} workers ({args.backend}) -> {sweep_dir}",
+                  f"{len(plan.seeds)} seeds) on {workers} workers ({args.backend}) -> {sweep.path}",
                   file=sys.stderr)
-        outcome = sweep.run(executor, TrialProgress(f"sweep {plan.env_id}", quiet=args.quiet))
-    finally:
-        executor.close()
+
+    sweep, outcome = run_sweep(plan, args.out, args.backend, args.workers, args.address,
+                               TrialProgress(f"sweep {plan.env_id}", quiet=args.quiet), announce)
     for name, error in outcome.failures.items():
         print(f"trial {name} failed: {error}", file=sys.stderr)
     if outcome.interrupted_by is not None:
@@ -415,23 +410,18 @@ def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> in
         print(f"interrupted by {outcome.interrupted_by}: {left} trials left; continue with the same command",
               file=sys.stderr)
         return 128 + signal.Signals[outcome.interrupted_by].value
-    sweep.clean_work_files()
     if write_report:
-        data = load_sweep(sweep_dir)
-        text = conclude(data)
-        html = write(sweep_dir, conclusion=text)
+        text = conclude(load_sweep(sweep.path))
+        html = write(sweep.path, conclusion=text)
         print(text)
-        print(f"report: {html} and {sweep_dir / 'report.md'}")
+        print(f"report: {html} and {sweep.path / 'report.md'}")
     return 1 if outcome.failures else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ppolab.lab.conclusions import conclude
     from ppolab.lab.report import write_report
-    from ppolab.lab.results import load_sweep
 
-    data = load_sweep(Path(args.sweep_dir))
-    html = write_report(Path(args.sweep_dir), conclusion=conclude(data))
+    html = write_report(Path(args.sweep_dir))
     print(f"report: {html} and {Path(args.sweep_dir) / 'report.md'}")
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ppolab.files import atomic_write
+from ppolab.lab.conclusions import conclude
 from ppolab.lab.figures import AGGREGATE_NAMES, FIGURES, NoData, ReportData
 from ppolab.lab.results import SweepData, improvement_table, load_sweep, summarize
 from ppolab.lab.stats import AGGREGATES, Estimate
@@ -206,8 +207,11 @@ def _html(blocks: list, root: Path) -> str:
 def write_report(sweep_dir: str | Path, conclusion: str | None = None, reps: int = 2000) -> Path:
     """Write ``report.md``, ``report.html`` (self-contained) and ``figures/*.png`` into a sweep
     directory, from whatever trials have finished; returns the path of ``report.html``.
-    Figures without data are left out and the report says why."""
+    Figures without data are left out and the report says why. ``conclusion`` defaults to
+    :func:`ppolab.lab.conclusions.conclude`'s."""
     data = load_sweep(sweep_dir)
+    if conclusion is None:
+        conclusion = conclude(data, reps=reps)
     summaries = summarize(data, reps=reps)
     report = ReportData(data, summaries, improvement_table(data, summaries, reps=reps), reps)
     blocks = [*_header_blocks(report, conclusion), *_summary_blocks(report), *_improvement_blocks(report),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,29 @@ class Sweep:
 
     def clean_work_files(self) -> None:
         shutil.rmtree(self.path / ".trials", ignore_errors=True)
+
+
+def run_sweep(plan: SweepPlan, sweep_dir: str | Path | None = None, backend: str = "local",
+              workers: int | None = None, address: str | None = None, progress: TrialProgress | None = None,
+              on_start: Callable[[Sweep, int], None] | None = None) -> tuple[Sweep, SweepOutcome]:
+    """Run ``plan``, or what is left of it, in ``sweep_dir`` (default: ``sweeps/<plan.default_name()>``,
+    the same for the same plan) on the ``local`` or ``ray`` backend; ``on_start(sweep, workers)``
+    is called once the executor is up. The report is separate: :func:`ppolab.lab.report.write_report`."""
+    from ppolab.envs import make_single_env
+    from ppolab.lab.executors import make_executor
+
+    make_single_env(plan.env_id).close()  # an unknown env fails here, not in every trial
+    sweep = Sweep.open(Path(sweep_dir) if sweep_dir else Path("sweeps") / plan.default_name(), plan)
+    executor = make_executor(backend, workers, address)
+    try:
+        if on_start is not None:
+            on_start(sweep, executor.workers)
+        outcome = sweep.run(executor, progress)
+    finally:
+        executor.close()
+    if outcome.interrupted_by is None:
+        sweep.clean_work_files()
+    return sweep, outcome
 
 
 def _difference(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
