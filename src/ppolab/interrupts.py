@@ -21,10 +21,10 @@ class GracefulStop:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    UPDATE = "stopping after the current update and saving a checkpoint"
+    UPDATE = "stopping after the current update and saving a checkpoint (send it again to stop at once)"
 
     def __init__(self, doing: str = UPDATE) -> None:
-        self.doing = doing  # what the first signal does, as the message says
+        self.doing = doing  # what the first signal does, for the message
         self.requested: str | None = None
         self.signum = 0
         self._previous: dict[int, Any] = {}
@@ -49,6 +49,6 @@ class GracefulStop:
             raise KeyboardInterrupt
         self.requested, self.signum = signal.Signals(signum).name, signum
         # os.write, not print: the signal may arrive in the middle of a print to stderr
-        message = f"\n{self.requested}: {self.doing} (send it again to stop at once)\n"
+        message = f"\n{self.requested}: {self.doing}\n"
         with contextlib.suppress(OSError):
             os.write(2, message.encode())

@@ -24,7 +24,8 @@ from ppolab.lab.plan import SweepPlan, TrialSpec
 from ppolab.progress import TrialProgress
 
 PLAN_FILE, STATUS_FILE = "sweep.json", "status.json"
-STOPPING = "stopping the running trials; finished trials are kept, and the same command continues"
+STOPPING = ("stopping the running trials (they start again next time); finished trials are kept, "
+            "and the same command continues")
 
 
 @dataclass
