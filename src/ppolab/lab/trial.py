@@ -36,7 +36,10 @@ def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
 
     clock.restart()
     torch.set_num_threads(1)
-    overrides: dict[str, Any] = {**spec.overrides, "seed": spec.seed, "stop_when_solved": False}
+    # A trial that is interrupted starts again from scratch, so periodic checkpoints would only
+    # cost time and disk; a grid or --set value still wins.
+    overrides: dict[str, Any] = {"checkpoint_every": 0, "keep_checkpoints": 1, **spec.overrides,
+                                 "seed": spec.seed, "stop_when_solved": False}
     if spec.steps is not None:
         overrides["total_steps"] = spec.steps
     config = preset(spec.env_id, spec.algo).replace(**overrides)
