@@ -11,10 +11,8 @@ from test_lab_report import ERROR, make_sweep
 from ppolab.lab import stats
 from ppolab.lab.conclusions import conclude
 from ppolab.lab.results import (
-    improvement_table,
     kl_clip_correlation,
     load_sweep,
-    summarize,
 )
 
 
@@ -23,19 +21,29 @@ def line(text: str, start: str) -> str:
 
 
 def test_a_clear_winner_is_named_with_its_numbers(tmp_path: Path) -> None:
-    data = load_sweep(make_sweep(tmp_path, {"0.1": [10.0, 20.0, 30.0, 40.0], "0.2": [400.0, 410.0, 420.0, 430.0],
-                                            "0.3": [100.0, 120.0, 110.0, 130.0]}))
+    scores = {"0.1": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0], "0.2": [400.0, 410.0, 420.0, 430.0, 440.0, 450.0],
+              "0.3": [100.0, 120.0, 110.0, 130.0, 140.0, 150.0]}
+    data = load_sweep(make_sweep(tmp_path, scores))
     text = conclude(data, reps=500)
-    iqm = {k: stats.iqm(np.array(v)) for k, v in
-           {"0.2": [400, 410, 420, 430], "0.3": [100, 120, 110, 130], "0.1": [10, 20, 30, 40]}.items()}
+    iqm = {k: stats.iqm(np.array(v)) for k, v in scores.items()}
     ranking = line(text, "Ranking by IQM: ")
     assert ranking.startswith(f"Ranking by IQM: clip_coef=0.2 {iqm['0.2']:.1f} [")
     assert ranking.index("clip_coef=0.3") < ranking.index("clip_coef=0.1") and ranking.count(" > ") == 2
-    p = improvement_table(data, summarize(data, reps=500), reps=500)[("clip_coef=0.2", "clip_coef=0.1")]
+    # two comparisons of the best: each probability interval at 1 - 0.05 / 2
+    p = stats.probability_of_improvement_estimate(scores["0.2"], scores["0.1"], 500, confidence=0.975)
     versus = line(text, "clip_coef=0.2 vs clip_coef=0.1: ")
     assert f"IQM {iqm['0.2'] - iqm['0.1']:+.1f}" in versus and "do not overlap" in versus
-    assert f"= {p.point:.2f} [{p.low:.2f}, {p.high:.2f}]" in versus and versus.endswith("better with these seeds.")
+    assert f"= {p.point:.2f} [{p.low:.2f}, {p.high:.2f}] (97.5% interval, widened for 2 comparisons)" in versus
+    assert versus.endswith("better with these seeds.")
     assert "after 12,000 steps" in line(text, "Score: ")
+
+
+def test_too_few_seeds_are_never_called_better(tmp_path: Path) -> None:
+    data = load_sweep(make_sweep(tmp_path, {"0.1": [10.0, 20.0, 30.0, 40.0], "0.2": [400.0, 410.0, 420.0, 430.0]}))
+    text = conclude(data, reps=500)
+    assert "Only 4 finished seed(s)" in text
+    versus = line(text, "clip_coef=0.2 vs clip_coef=0.1: ")
+    assert "do not overlap" in versus and versus.endswith("these seeds cannot tell them apart.")
 
 
 def test_overlapping_configurations_are_not_called_different(tmp_path: Path) -> None:
@@ -56,7 +64,7 @@ def test_kl_and_clip_fraction_lines_only_for_ppo(tmp_path: Path) -> None:
     text = conclude(ppo, reps=200)
     assert f"Across {n:,} PPO updates, approx KL and clip fraction have Spearman rank correlation {rho:.2f}" in text
     assert "Within each configuration: clip_coef=0.1 rho" in text
-    assert "Median approx KL per update" in text
+    assert "Per configuration, median approx KL per update" in text and "From the smallest to the largest peak KL" in text
     a2c = load_sweep(make_sweep(tmp_path / "a2c", {"0.1": [10.0, 20.0], "0.2": [100.0, 200.0]}, algo="a2c"))
     assert "Spearman" not in conclude(a2c, reps=200)
 

@@ -112,7 +112,8 @@ FIGURES = ["learning_curves_steps.png", "learning_curves_seconds.png", "final_sc
 def reported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The two-configuration sweep, with its report written."""
     sweep = make_sweep(tmp_path_factory.mktemp("sweep"), SCORES)
-    assert write_report(sweep, conclusion="B beats A & that is <expected>.", reps=REPS) == sweep / "report.html"
+    written = write_report(sweep, conclusion="B beats A & that is <expected>.", reps=REPS)
+    assert (written.html, written.markdown) == (sweep / "report.html", sweep / "report.md")
     return sweep
 
 

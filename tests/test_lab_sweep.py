@@ -73,17 +73,20 @@ def test_grid_values_with_commas_and_algo_as_a_key() -> None:
     (["clip_coef"], "--grid expects key=v1,v2"),
     (["clip_coef=0.1,0.1"], "repeats a value"),
     (["algo=ppo,sac"], "unknown algo 'sac'"),
-    (["algo=ppo,a2c", "clip_coef=0.1,0.2"], "'clip_coef' is not used by a2c"),
+    (["algo=ppo,a2c", "clip_coef=0.1,0.2"], "'clip_coef' is not a hyperparameter of a2c: a sweep over --grid algo"),
 ])
 def test_a_bad_grid_is_refused_before_anything_runs(grid: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SweepPlan("CartPole-v1", "ppo", parse_grid(grid), seeds=[0])
 
 
-def test_a_sweep_directory_refuses_another_plan(tmp_path: Path) -> None:
-    Sweep.open(tmp_path / "s", tiny_plan())
+def test_a_sweep_directory_refuses_another_plan_and_a_second_driver(tmp_path: Path) -> None:
+    with Sweep.open(tmp_path / "s", tiny_plan()):
+        with pytest.raises(RunDirectoryError, match="another ppolab sweep is running in"):
+            Sweep.open(tmp_path / "s", tiny_plan())
     with pytest.raises(RunDirectoryError, match="holds a different sweep .*seeds"):
         Sweep.open(tmp_path / "s", tiny_plan(seeds=[0, 1, 2]))
+    Sweep.open(tmp_path / "s", tiny_plan()).close()  # the refusals left it unlocked
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(RunDirectoryError, match="not a sweep directory"):
@@ -99,9 +102,9 @@ def test_local_and_ray_backends_give_the_same_per_trial_results(tmp_path: Path) 
     for name, executor in (("local", LocalExecutor(2)), ("ray", None)):
         if executor is None:
             executor = RayExecutor(workers=2)  # starts a real local Ray instance
-        sweep = Sweep.open(tmp_path / name, tiny_plan())
         try:
-            outcome = sweep.run(executor)
+            with Sweep.open(tmp_path / name, tiny_plan()) as sweep:
+                outcome = sweep.run(executor)
         finally:
             executor.close()
         assert (outcome.done, outcome.failed) == (4, 0)

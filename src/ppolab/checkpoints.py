@@ -2,7 +2,7 @@
 
     checkpoints/ckpt-000000040.pt   the agent after update 40 (a model file, see ppolab.modelfile)
 
-Each file is written to a temporary name, fsynced and renamed (``modelfile.atomic_write``), so a
+Each file is written to a temporary name, fsynced and renamed (``files.atomic_write``), so a
 process killed at any moment leaves only complete checkpoints plus, at worst, a stray temporary
 file that :meth:`CheckpointDir.newest` ignores and :meth:`CheckpointDir.clean` removes.
 """

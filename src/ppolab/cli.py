@@ -144,7 +144,7 @@ def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
 
     def add_trial_options(p: argparse.ArgumentParser, seeds_default: int | None) -> None:
         p.add_argument("--seeds", type=_positive_int, default=seeds_default, metavar="N",
-                       help=f"seeds per configuration: 0..N-1 (default: {seeds_default})")
+                       help=f"seeds per configuration: 0..N-1 (default: {seeds_default or 'the exercise’s, 10'})")
         p.add_argument("--steps", metavar="S", help="environment steps per trial (default: the preset's total_steps)")
         p.add_argument("--workers", type=_positive_int, metavar="W",
                        help="trials at a time (default: the machine's cores, or the Ray cluster's CPUs)")
@@ -386,10 +386,8 @@ def _steps(text: str | None) -> int | None:
 def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> int:
     import signal
 
-    from ppolab.lab.conclusions import conclude
     from ppolab.lab.plan import SweepPlan
     from ppolab.lab.report import write_report as write
-    from ppolab.lab.results import load_sweep
     from ppolab.lab.sweep import Sweep, run_sweep
     from ppolab.progress import TrialProgress
 
@@ -401,8 +399,12 @@ def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> in
                   f"{len(plan.seeds)} seeds) on {workers} workers ({args.backend}) -> {sweep.path}",
                   file=sys.stderr)
 
-    sweep, outcome = run_sweep(plan, args.out, args.backend, args.workers, args.address,
-                               TrialProgress(f"sweep {plan.env_id}", quiet=args.quiet), announce)
+    try:
+        sweep, outcome = run_sweep(plan, args.out, args.backend, args.workers, args.address,
+                                   TrialProgress(f"sweep {plan.env_id}", quiet=args.quiet), announce)
+    except KeyboardInterrupt:  # a second Ctrl-C: the status is saved on the way out all the same
+        print("\nstopped at once; finished trials are kept: continue with the same command", file=sys.stderr)
+        return 130
     for name, error in outcome.failures.items():
         print(f"trial {name} failed: {error}", file=sys.stderr)
     if outcome.interrupted_by is not None:
@@ -411,18 +413,18 @@ def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> in
               file=sys.stderr)
         return 128 + signal.Signals[outcome.interrupted_by].value
     if write_report:
-        text = conclude(load_sweep(sweep.path))
-        html = write(sweep.path, conclusion=text)
-        print(text)
-        print(f"report: {html} and {sweep.path / 'report.md'}")
+        written = write(sweep.path)
+        print(written.conclusion)
+        print(f"report: {written.html} and {written.markdown}")
     return 1 if outcome.failures else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ppolab.lab.report import write_report
 
-    html = write_report(Path(args.sweep_dir))
-    print(f"report: {html} and {Path(args.sweep_dir) / 'report.md'}")
+    written = write_report(Path(args.sweep_dir))
+    print(written.conclusion)
+    print(f"report: {written.html} and {written.markdown}")
     return 0
 
 

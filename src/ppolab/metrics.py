@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ppolab.errors import RunDirectoryError
-from ppolab.modelfile import atomic_write
+from ppolab.files import atomic_write
 from ppolab.rollout import Episode
 
 _HEAD = ("update", "global_step", "wall_seconds", "sps", "learning_rate")

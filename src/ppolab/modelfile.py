@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ppolab.errors import ModelFileError
-from ppolab.files import UMASK, atomic_write, fsync_directory  # noqa: F401  (UMASK: re-exported)
+from ppolab.files import atomic_write
 
 FORMAT = "ppolab-model"
 FORMAT_VERSION = 2

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Any
@@ -66,7 +67,7 @@ class Progress:
 
 class TrialProgress:
     """A sweep's progress: trials done, running and failed, and an estimate of the time left
-    ((trials left) x (mean duration of the trials finished so far) / workers). A rich bar on a
+    (rounds of ``workers`` trials left x mean duration of the trials finished so far). A rich bar on a
     terminal; elsewhere one line per finished trial."""
 
     def __init__(self, description: str, quiet: bool = False) -> None:
@@ -106,8 +107,8 @@ class TrialProgress:
     def eta(self, counts: dict[str, int]) -> str:
         if not self._durations:
             return "-"
-        left = counts["pending"] + counts["running"]
-        seconds = left * (sum(self._durations) / len(self._durations)) / max(self._workers, 1)
+        rounds = math.ceil((counts["pending"] + counts["running"]) / max(self._workers, 1))
+        seconds = rounds * sum(self._durations) / len(self._durations)
         return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
     def update(self, counts: dict[str, int], finished: str | None, entry: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -155,7 +156,7 @@ class RayExecutor:
 
     def run(self, specs: list[TrialSpec], sweep_dir: Path,
             should_stop: Callable[[], bool]) -> Iterator[Started | Finished]:
-        from ppolab.lab.trial import packed_outcome, unpack
+        from ppolab.lab.trial import packed_outcome
 
         ray = self._ray
         task = ray.remote(num_cpus=1, max_retries=0)(packed_outcome)
@@ -170,17 +171,28 @@ class RayExecutor:
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS * 5)
                 for ref in ready:
                     spec = in_flight.pop(ref)
-                    try:
-                        outcome = ray.get(ref)
-                    except ray.exceptions.RayError as exc:
-                        yield Finished(spec.name, None, f"Ray task failed: {str(exc).splitlines()[0]}")
-                        continue
-                    unpack(outcome.pop("archive"), sweep_dir / "runs", spec.name)
-                    yield Finished(spec.name, outcome.get("result"), outcome.get("error"))
+                    yield self._finished(ref, spec.name, sweep_dir)
         finally:
             for ref in in_flight:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
+
+    def _finished(self, ref: Any, name: str, sweep_dir: Path) -> Finished:
+        """The task's outcome, with its run directory unpacked and its output in logs/."""
+        from ppolab.lab.trial import unpack
+
+        try:
+            outcome = self._ray.get(ref)
+        except self._ray.exceptions.RayError as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return Finished(name, None, f"Ray task failed: {first_line}")
+        try:
+            (sweep_dir / "logs").mkdir(exist_ok=True)
+            (sweep_dir / "logs" / f"{name}.log").write_text(outcome.get("log", ""))
+            unpack(outcome["archive"], sweep_dir / "runs", name)
+        except (OSError, RuntimeError, tarfile.TarError) as exc:
+            return Finished(name, None, f"the trial's run directory could not be unpacked: {exc}")
+        return Finished(name, outcome.get("result"), outcome.get("error"))
 
     def close(self) -> None:
         if self._owns:

@@ -44,5 +44,5 @@ EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in (
              {"algo": ["ppo", "a2c", "trpo"]}, steps={DEFAULT_ENV: 100_000}),
     Exercise("kl", "How does the KL between old and new policy relate to the clip fraction, and what "
              "happens when the KL grows (here: with the learning rate)?",
-             {"learning_rate": ["0.001", "0.007", "0.03"]}, steps={DEFAULT_ENV: 25_000}),
+             {"learning_rate": ["0.001", "0.007", "0.03", "0.1"]}, steps={DEFAULT_ENV: 25_000}),
 )}

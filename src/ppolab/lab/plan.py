@@ -6,6 +6,7 @@ how a sweep directory knows it is being resumed rather than reused for another e
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -63,10 +64,15 @@ class SweepPlan:
         overlap = set(self.grid) & set(self.base)
         if overlap:
             raise ConfigError(f"{', '.join(sorted(overlap))} is both swept (--grid) and fixed (--set)")
-        for algo in self.grid.get("algo", [self.algo]):
-            cls = config_class(algo)  # an unknown algo names the choices
-            keys = [k for k in (*self.grid, *self.base) if k != "algo"]
-            parse_assignments([f"{k}=" for k in keys], cls)  # unknown keys name the closest one
+        algos = self.grid.get("algo", [self.algo])
+        keys = [k for k in (*self.grid, *self.base) if k != "algo"]
+        for algo in algos:
+            known = {f.name for f in dataclasses.fields(config_class(algo))}  # an unknown algo names the choices
+            missing = [k for k in keys if k not in known]
+            if len(algos) > 1 and missing:
+                raise ConfigError(f"'{missing[0]}' is not a hyperparameter of {algo}: a sweep over --grid algo=... "
+                                  "can only vary or fix what every algorithm in it has")
+            parse_assignments([f"{k}=" for k in keys], config_class(algo))  # unknown keys name the closest one
 
     @property
     def configs(self) -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ import base64
 import html
 import io
 from collections import namedtuple
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -204,18 +205,25 @@ def _html(blocks: list, root: Path) -> str:
             f"<style>{_STYLE}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
-def write_report(sweep_dir: str | Path, conclusion: str | None = None, reps: int = 2000) -> Path:
+@dataclass(frozen=True)
+class WrittenReport:
+    html: Path
+    markdown: Path
+    conclusion: str
+
+
+def write_report(sweep_dir: str | Path, conclusion: str | None = None, reps: int = 2000) -> WrittenReport:
     """Write ``report.md``, ``report.html`` (self-contained) and ``figures/*.png`` into a sweep
-    directory, from whatever trials have finished; returns the path of ``report.html``.
-    Figures without data are left out and the report says why. ``conclusion`` defaults to
-    :func:`ppolab.lab.conclusions.conclude`'s."""
+    directory, from whatever trials have finished. Figures without data are left out and the
+    report says why. ``conclusion`` defaults to :func:`ppolab.lab.conclusions.conclude`'s."""
     data = load_sweep(sweep_dir)
-    if conclusion is None:
-        conclusion = conclude(data, reps=reps)
     summaries = summarize(data, reps=reps)
+    if conclusion is None:
+        conclusion = conclude(data, reps=reps, summaries=summaries)
     report = ReportData(data, summaries, improvement_table(data, summaries, reps=reps), reps)
     blocks = [*_header_blocks(report, conclusion), *_summary_blocks(report), *_improvement_blocks(report),
               *_figure_blocks(report, data.path / "figures"), *_trial_blocks(report)]
-    atomic_write(data.path / "report.md", lambda f: f.write(_markdown(blocks).encode()))
-    atomic_write(data.path / "report.html", lambda f: f.write(_html(blocks, data.path).encode()))
-    return data.path / "report.html"
+    written = WrittenReport(data.path / "report.html", data.path / "report.md", conclusion)
+    atomic_write(written.markdown, lambda f: f.write(_markdown(blocks).encode()))
+    atomic_write(written.html, lambda f: f.write(_html(blocks, data.path).encode()))
+    return written

@@ -173,13 +173,20 @@ def kl_clip_points(data: SweepData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {label: pair for label, pair in points.items() if len(pair[0])}
 
 
+def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Spearman's rank correlation; None with fewer than three points or a constant side
+    (where it is undefined)."""
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(scipy.stats.spearmanr(x, y).statistic)
+
+
 def kl_clip_correlation(data: SweepData) -> tuple[float, int] | None:
     """Spearman's rank correlation between approx_kl and clip_fraction over every update of every
-    trial, and the number of updates; None without such metrics (not PPO), with fewer than three
-    updates, or when either is constant (the correlation is undefined)."""
+    trial, and the number of updates; None without such metrics (not PPO) or where
+    :func:`spearman` is undefined."""
     points = list(kl_clip_points(data).values())
     kl = np.concatenate([p[0] for p in points]) if points else np.empty(0)
     clip = np.concatenate([p[1] for p in points]) if points else np.empty(0)
-    if len(kl) < 3 or np.ptp(kl) == 0 or np.ptp(clip) == 0:
-        return None
-    return float(scipy.stats.spearmanr(kl, clip).statistic), len(kl)
+    rho = spearman(kl, clip)
+    return None if rho is None else (rho, len(kl))

@@ -10,12 +10,13 @@ the rest (interrupted, failed, never started) run again from the start.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ppolab.errors import RunDirectoryError
 from ppolab.files import read_json, write_json
@@ -38,39 +39,55 @@ class SweepOutcome:
 
 
 class Sweep:
-    """A sweep directory. :meth:`open` creates it or checks that it holds the same plan."""
+    """A sweep directory, locked while open (one driver at a time). :meth:`open` creates it or
+    checks that it holds the same plan; :meth:`close` (or leaving a ``with`` block) unlocks it."""
 
-    def __init__(self, path: Path, plan: SweepPlan, status: dict[str, dict[str, Any]]) -> None:
-        self.path, self.plan, self.status = path, plan, status
+    def __init__(self, path: Path, plan: SweepPlan, status: dict[str, dict[str, Any]], lock: IO[str]) -> None:
+        self.path, self.plan, self.status, self._lock = path, plan, status, lock
 
     @classmethod
     def open(cls, path: Path, plan: SweepPlan) -> Sweep:
         plan_file = path / PLAN_FILE
-        if plan_file.is_file():
-            saved = read_json(plan_file, "the sweep plan")
-            if saved != plan.to_dict():
-                raise RunDirectoryError(
-                    f"{path} holds a different sweep ({_difference(saved, plan.to_dict())}); "
-                    "choose another --out, or delete that directory")
-            status_file = path / STATUS_FILE  # absent if a kill came between the two first writes
-            status = read_json(status_file, "the trials' states").get("trials", {}) if status_file.is_file() else {}
-        elif path.exists() and any(path.iterdir()):
+        ours = {".lock", "runs"}  # what a sweep killed before its plan was written leaves
+        if not plan_file.is_file() and path.exists() and any(p.name not in ours for p in path.iterdir()):
             raise RunDirectoryError(f"{path} exists and is not a sweep directory (no {PLAN_FILE}); choose another --out")
-        else:
-            try:
-                (path / "runs").mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RunDirectoryError(f"cannot create {path}: {exc}") from None
-            write_json(plan_file, plan.to_dict())
-            status = {}
-        sweep = cls(path, plan, status)
-        for spec in plan.trials():
-            entry = sweep.status.setdefault(spec.name, {"state": "pending", "error": None, "seconds": None,
-                                                        "result": None})
-            if entry["state"] == "done" and not (path / "runs" / spec.name / "summary.json").is_file():
-                entry.update(state="pending", result=None)  # its run directory was removed since
-        sweep._save()
+        try:
+            (path / "runs").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot create {path}: {exc}") from None
+        lock = _lock(path)
+        try:
+            if plan_file.is_file():
+                saved = read_json(plan_file, "the sweep plan")
+                if saved != plan.to_dict():
+                    raise RunDirectoryError(
+                        f"{path} holds a different sweep ({_difference(saved, plan.to_dict())}); "
+                        "choose another --out, or delete that directory")
+                status_file = path / STATUS_FILE  # absent if a kill came between the two first writes
+                status = read_json(status_file, "the trials' states").get("trials", {}) if status_file.is_file() else {}
+            else:
+                write_json(plan_file, plan.to_dict())
+                status = {}
+            sweep = cls(path, plan, status, lock)
+            for spec in plan.trials():
+                entry = sweep.status.setdefault(spec.name, {"state": "pending", "error": None, "seconds": None,
+                                                            "result": None})
+                if entry["state"] == "done" and not (path / "runs" / spec.name / "summary.json").is_file():
+                    entry.update(state="pending", result=None)  # its run directory was removed since
+            sweep._save()
+        except BaseException:
+            lock.close()
+            raise
         return sweep
+
+    def close(self) -> None:
+        self._lock.close()  # closing the file releases the lock
+
+    def __enter__(self) -> Sweep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def counts(self) -> dict[str, int]:
         counts = {"pending": 0, "running": 0, "done": 0, "failed": 0}
@@ -93,33 +110,38 @@ class Sweep:
         self._save()
         if progress is not None:
             progress.start(total=len(self.status), done=outcome.skipped, workers=executor.workers)
-        with GracefulStop(STOPPING) as stop, contextlib.closing(
-                executor.run(todo, self.path, lambda: stop.requested is not None)) as events:
-            for event in events:
-                entry = self.status[event.name]
-                if isinstance(event, Started):
-                    started[event.name] = time.monotonic()
-                    entry["state"] = "running"
-                elif isinstance(event, Finished):
-                    seconds = round(time.monotonic() - started.pop(event.name), 3)
-                    if event.error is None:
-                        entry.update(state="done", error=None, seconds=seconds, result=event.result)
-                        outcome.done += 1
-                    else:
-                        entry.update(state="failed", error=event.error, seconds=seconds, result=None)
-                        outcome.failed += 1
-                        outcome.failures[event.name] = event.error
-                self._save()
-                if progress is not None:
-                    progress.update(self.counts(), event.name if isinstance(event, Finished) else None,
-                                    entry)
-            outcome.interrupted_by = stop.requested
-        for name in started:  # killed on the way out: they start again next time
-            self.status[name].update(state="pending")
-        self._save()
-        if progress is not None:
-            progress.stop()
+        try:
+            with GracefulStop(STOPPING) as stop, contextlib.closing(
+                    executor.run(todo, self.path, lambda: stop.requested is not None)) as events:
+                for event in events:
+                    self._record(event, started, outcome)
+                    if progress is not None:
+                        progress.update(self.counts(), event.name if isinstance(event, Finished) else None,
+                                        self.status[event.name])
+                outcome.interrupted_by = stop.requested
+        finally:  # also after a second Ctrl-C: the trials killed on the way out start again next time
+            for name in started:
+                self.status[name].update(state="pending")
+            self._save()
+            if progress is not None:
+                progress.stop()
         return outcome
+
+    def _record(self, event: Started | Finished, started: dict[str, float], outcome: SweepOutcome) -> None:
+        entry = self.status[event.name]
+        if isinstance(event, Started):
+            started[event.name] = time.monotonic()
+            entry["state"] = "running"
+        else:
+            seconds = round(time.monotonic() - started.pop(event.name), 3)
+            if event.error is None:
+                entry.update(state="done", error=None, seconds=seconds, result=event.result)
+                outcome.done += 1
+            else:
+                entry.update(state="failed", error=event.error, seconds=seconds, result=None)
+                outcome.failed += 1
+                outcome.failures[event.name] = event.error
+        self._save()
 
     def _save(self) -> None:
         write_json(self.path / STATUS_FILE, {"trials": self.status})
@@ -138,17 +160,30 @@ def run_sweep(plan: SweepPlan, sweep_dir: str | Path | None = None, backend: str
     from ppolab.lab.executors import make_executor
 
     make_single_env(plan.env_id).close()  # an unknown env fails here, not in every trial
-    sweep = Sweep.open(Path(sweep_dir) if sweep_dir else Path("sweeps") / plan.default_name(), plan)
-    executor = make_executor(backend, workers, address)
-    try:
-        if on_start is not None:
-            on_start(sweep, executor.workers)
-        outcome = sweep.run(executor, progress)
-    finally:
-        executor.close()
-    if outcome.interrupted_by is None:
-        sweep.clean_work_files()
+    with Sweep.open(Path(sweep_dir) if sweep_dir else Path("sweeps") / plan.default_name(), plan) as sweep:
+        executor = make_executor(backend, workers, address)
+        try:
+            if on_start is not None:
+                on_start(sweep, executor.workers)
+            outcome = sweep.run(executor, progress)
+        finally:
+            executor.close()
+        if outcome.interrupted_by is None:
+            sweep.clean_work_files()
     return sweep, outcome
+
+
+def _lock(path: Path) -> IO[str]:
+    """An exclusive lock on ``path/.lock``, held by the open file; two drivers in one sweep
+    directory would run the same trials into the same run directories."""
+    lock = open(path / ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise RunDirectoryError(f"another ppolab sweep is running in {path}; wait for it to finish, or stop "
+                                "it (Ctrl-C) and run this again") from None
+    return lock
 
 
 def _difference(saved: dict[str, Any], wanted: dict[str, Any]) -> str:

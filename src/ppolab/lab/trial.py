@@ -6,6 +6,7 @@ a process of its own (the local executor) and writes the outcome to the RESULT f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -105,9 +106,12 @@ def packed_outcome(spec_dict: dict[str, Any]) -> dict[str, Any]:
     """Run a trial where the driver's disk is not reachable (a Ray worker): train into a
     temporary directory and send the run directory back as a gzipped tar with the outcome."""
     spec = TrialSpec(**spec_dict)
+    log = io.StringIO()  # what the local backend's log file would hold, for the driver to write
     with tempfile.TemporaryDirectory(prefix="ppolab-trial-") as tmp:
         run_dir = Path(tmp) / spec.name
-        result = outcome(spec, run_dir)
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            result = outcome(spec, run_dir)
+        result["log"] = log.getvalue()
         buffer = io.BytesIO()
         if run_dir.is_dir():
             with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
