@@ -9,6 +9,28 @@ import time
 from typing import Any
 
 
+def _rich_bar(description: str, total: int, completed: int, middle: str, tail: str | None,
+              **fields: Any) -> tuple[Any, Any]:
+    """A started rich bar on stderr: description, bar, N/M, ``middle`` (a format of the task's
+    ``fields``), elapsed time, then ``tail`` (a format), or rich's own ETA when ``tail`` is None."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    ending = [TextColumn("eta"), TimeRemainingColumn()] if tail is None else [TextColumn(tail)]
+    bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(middle),
+                       TimeElapsedColumn(), *ending, console=Console(stderr=True), refresh_per_second=4)
+    task = bar.add_task(description, total=total, completed=completed, **fields)
+    bar.start()
+    return bar, task
+
+
 class Progress:
     """``start(total)``, ``advance(step, rolling_return, sps)`` per update, ``stop()``."""
 
@@ -24,25 +46,9 @@ class Progress:
         if self.quiet:
             return
         if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("steps  {task.fields[sps]:>6} sps  return {task.fields[ret]}"),
-                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                console=Console(stderr=True), refresh_per_second=4, transient=False,
-            )
-            self._task = self._bar.add_task(self.description, total=total_steps, completed=done_steps,
-                                            sps="-", ret="-")
-            self._bar.start()
+            self._bar, self._task = _rich_bar(
+                self.description, total_steps, done_steps, "steps  {task.fields[sps]:>6} sps  return {task.fields[ret]}",
+                None, sps="-", ret="-")
 
     def advance(self, step: int, rolling_return: float | None, sps: float | None) -> None:
         """Show ``step``; ``sps=None`` keeps the last speed (the final refresh)."""
@@ -82,24 +88,9 @@ class TrialProgress:
         if self.quiet:
             return
         if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("trials  running {task.fields[running]}  failed {task.fields[failed]}"),
-                TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"),
-                console=Console(stderr=True), refresh_per_second=4,
-            )
-            self._task = self._bar.add_task(self.description, total=total, completed=done,
-                                            running=0, failed=0, eta="-")
-            self._bar.start()
+            self._bar, self._task = _rich_bar(
+                self.description, total, done, "trials  running {task.fields[running]}  failed {task.fields[failed]}",
+                "eta {task.fields[eta]}", running=0, failed=0, eta="-")
         else:
             print(f"{self.description}: {total} trials, {done} already done, {workers} at a time",
                   file=sys.stderr, flush=True)
