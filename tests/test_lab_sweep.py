@@ -8,7 +8,9 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -96,27 +98,48 @@ def test_a_sweep_directory_refuses_another_plan_and_a_second_driver(tmp_path: Pa
 # --- executors: the same trials give the same results on either backend
 
 
+def _start_ray_cluster() -> str:
+    """A Ray cluster of its own (``ray start --head``), as a user's cluster would be; its address."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray = str(Path(sys.executable).with_name("ray"))
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=120, env=cli_env())
+    return f"127.0.0.1:{port}"
+
+
 @pytest.mark.slow
-def test_local_and_ray_backends_give_the_same_per_trial_results(tmp_path: Path) -> None:
+def test_local_ray_and_a_ray_cluster_give_the_same_per_trial_results(tmp_path: Path) -> None:
     outcomes = {}
-    for name, executor in (("local", LocalExecutor(2)), ("ray", None)):
-        if executor is None:
-            executor = RayExecutor(workers=2)  # starts a real local Ray instance
+    for name in ("local", "ray"):
+        executor = LocalExecutor(2) if name == "local" else RayExecutor(workers=2)  # a real local Ray instance
         try:
             with Sweep.open(tmp_path / name, tiny_plan()) as sweep:
                 outcome = sweep.run(executor)
         finally:
             executor.close()
         assert (outcome.done, outcome.failed) == (4, 0)
+        outcomes[name] = results(tmp_path / name)
+    address = _start_ray_cluster()
+    try:
+        proc = run_sweep("--grid", "clip_coef=0.1,0.3", "--seeds", "2", "--backend", "ray", "--address", address,
+                         "--out", str(tmp_path / "cluster"), "--no-report", *FAST)
+    finally:
+        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True,
+                       timeout=120, env=cli_env())
+    assert proc.returncode == 0, proc.stderr
+    outcomes["cluster"] = results(tmp_path / "cluster")
+    for name in ("ray", "cluster"):
         assert set(states(tmp_path / name).values()) == {"done"}
-        for trial in sweep.plan.trials():
+        for trial in tiny_plan().trials():  # the run directories came back to the driver
             run = tmp_path / name / "runs" / trial.name
             assert (run / "summary.json").is_file() and (run / "model.pt").is_file()
-        outcomes[name] = results(tmp_path / name)
+            assert (tmp_path / name / "logs" / f"{trial.name}.log").is_file()
     for trial, local in outcomes["local"].items():
-        remote = outcomes["ray"][trial]
-        for key in ("score", "eval_returns", "final_mean_return", "total_steps"):
-            assert local[key] == remote[key], (trial, key)
+        for name in ("ray", "cluster"):
+            for key in ("score", "eval_returns", "final_mean_return", "total_steps"):
+                assert local[key] == outcomes[name][trial][key], (name, trial, key)
         assert local["total_steps"] == 4096
     # different seeds and settings really are different trials
     assert len({r["final_mean_return"] for r in outcomes["local"].values()}) > 1

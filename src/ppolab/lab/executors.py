@@ -148,7 +148,9 @@ class RayExecutor:
         self._owns = not ray.is_initialized()
         if self._owns:
             try:
-                ray.init(address=address, num_cpus=None if address else (workers or available_cores()),
+                # address "local" starts a new instance even where a cluster runs on this machine
+                # (ray.init() would join that one)
+                ray.init(address=address or "local", num_cpus=None if address else (workers or available_cores()),
                          include_dashboard=False, log_to_driver=False, logging_level="ERROR")
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
