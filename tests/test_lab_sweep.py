@@ -151,7 +151,8 @@ def test_local_ray_and_a_ray_cluster_give_the_same_per_trial_results(tmp_path: P
 @pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path: Path) -> None:
     out = tmp_path / "s"
-    proc = run_sweep("--grid", "clip_coef=0.2,-1", "--seeds", "2", "--out", str(out), *FAST)
+    proc = run_sweep("--grid", "clip_coef=0.2,-1", "--seeds", "2", "--out", str(out), "--steps", STEPS,
+                     "--score", "train", "--score-episodes", "5", "--quiet")
     assert proc.returncode == 1, proc.stderr
     status = json.loads((out / "status.json").read_text())["trials"]
     assert [status[f"clip_coef=0.2__s{s}"]["state"] for s in (0, 1)] == ["done", "done"]
@@ -159,6 +160,10 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path: Path) -> No
         failed = status[f"clip_coef=-1__s{seed}"]
         assert failed["state"] == "failed" and "clip_coef" in failed["error"] and "> 0" in failed["error"]
     assert "trial clip_coef=-1__s0 failed: invalid clip_coef" in proc.stderr
+    for seed in (0, 1):  # --score train: the mean return of the last 5 training episodes
+        episodes = np.loadtxt(out / "runs" / f"clip_coef=0.2__s{seed}" / "episodes.csv", delimiter=",", skiprows=1)
+        assert status[f"clip_coef=0.2__s{seed}"]["result"]["score"] == pytest.approx(episodes[-5:, 3].mean())
+        assert status[f"clip_coef=0.2__s{seed}"]["result"]["eval_returns"] is None
     report = (out / "report.md").read_text()
     assert "clip_coef=-1__s0" in report and failed["error"] in report
 
@@ -257,6 +262,12 @@ def test_exercise_prints_a_conclusion_computed_from_the_results(tmp_path: Path) 
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
     for href in re.findall(r'href="([^"]*)"', page):
         assert (out / unquote(href)).exists(), href
+
+
+def test_ray_backend_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'ppolab\[ray\]'"):
+        RayExecutor()
 
 
 def test_report_of_a_directory_that_is_not_a_sweep(tmp_path: Path) -> None:

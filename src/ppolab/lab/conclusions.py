@@ -47,8 +47,9 @@ def conclude(data: SweepData, reps: int = 2000, summaries: list[ConfigSummary] |
     steps = data.plan["steps"]
     budget = f"after {steps:,} steps" if steps else "after each preset's total_steps"
     finished = sorted({len(s.scores) for s in scored})
-    seeds = f"{len(data.plan['seeds'])} seeds per configuration"
-    if finished and finished != [len(data.plan["seeds"])]:
+    planned = len(data.plan["seeds"])
+    seeds = f"{planned} seed{'s' * (planned != 1)} per configuration"
+    if finished and finished != [planned]:
         seeds += f" ({finished[0]}{'' if len(finished) == 1 else f'-{finished[-1]}'} finished)"
     lines = [f"Score: {score_description(data.plan['score'])} {budget}; {seeds}."]
     if not scored:

@@ -7,6 +7,7 @@ a process of its own (the local executor) and writes the outcome to the RESULT f
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import shutil
@@ -73,12 +74,11 @@ def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
 
 
 def _last_training_mean(episodes_csv: Path, n: int) -> float:
-    import numpy as np
-
-    returns = np.atleast_1d(np.genfromtxt(episodes_csv, delimiter=",", names=True)["return"])
-    if returns.size == 0 or np.isnan(returns).all():
+    with open(episodes_csv, newline="") as f:
+        returns = [float(row["return"]) for row in csv.DictReader(f)]
+    if not returns:
         raise RuntimeError(f"no training episode finished, so there is no score (see {episodes_csv})")
-    return float(np.mean(returns[-n:]))
+    return sum(returns[-n:]) / len(returns[-n:])
 
 
 def error_line(exc: BaseException) -> str:
