@@ -168,18 +168,20 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path: Path) -> No
     assert "clip_coef=-1__s0" in report and failed["error"] in report
 
 
-def _trial_processes(sweep_dir: Path) -> list[int]:
-    """Live processes running a trial of ``sweep_dir``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if "ppolab.lab.trial" in cmdline and str(sweep_dir) in cmdline:
-                pids.append(int(entry.name))
-    return pids
+def _running_pids(sweep_dir: Path) -> list[int]:
+    try:
+        trials = json.loads((sweep_dir / "status.json").read_text())["trials"]
+    except (OSError, ValueError):
+        return []
+    return [e["pid"] for e in trials.values() if e["state"] == "running" and e.get("pid")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _wait_until(condition, proc: subprocess.Popen[str], timeout: float = 120) -> None:  # noqa: ANN001
@@ -206,16 +208,17 @@ def test_a_killed_sweep_resumes_running_only_the_missing_trials(tmp_path: Path, 
             found = list(states(out).values())
         except (OSError, ValueError):
             return False
-        return found.count("done") >= 1 and "running" in found and bool(_trial_processes(out))
+        return found.count("done") >= 1 and any(_alive(pid) for pid in _running_pids(out))
 
     _wait_until(one_done_and_next_running, proc)
+    trial_pids = _running_pids(out)
     os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == (130 if sig == signal.SIGINT else -9), err
     deadline = time.monotonic() + 10
-    while _trial_processes(out) and time.monotonic() < deadline:  # a trial never outlives its sweep
+    while any(_alive(pid) for pid in trial_pids) and time.monotonic() < deadline:  # no trial outlives its sweep
         time.sleep(0.05)
-    assert not _trial_processes(out)
+    assert not any(_alive(pid) for pid in trial_pids)
     if sig == signal.SIGINT:
         assert "continue with the same command" in err
     done = {name for name, state in states(out).items() if state == "done"}

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import tarfile
 import time
 from collections import deque
@@ -29,6 +28,7 @@ POLL_SECONDS = 0.1
 @dataclass(frozen=True)
 class Started:
     name: str
+    pid: int | None = None  # the trial's process, where it runs on this machine
 
 
 @dataclass(frozen=True)
@@ -64,69 +64,70 @@ def make_executor(backend: str, workers: int | None = None, address: str | None 
     raise ConfigError(f"unknown backend {backend!r}: choose local or ray")
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: a trial must not outlive a sweep that was killed (it would
-    keep writing into a run directory that the re-run is about to start again)."""
-    with contextlib.suppress(Exception):
-        import ctypes
+# Imported once by the fork server, so that a trial's process starts with them loaded: a trial
+# of a small sweep otherwise spends longer importing torch, gymnasium and matplotlib than training.
+PRELOAD = ["ppolab.lab.trial", "ppolab.agent", "ppolab.rundir", "ppolab.evaluation", "ppolab.plots",
+           "gymnasium.envs.classic_control", "gymnasium.envs.box2d"]
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+def _fork_server() -> multiprocessing.context.BaseContext:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # one thread per trial; read by the libraries as they load
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 class LocalExecutor:
-    """One process per trial (``python -m ppolab.lab.trial``), at most ``workers`` at a time,
-    each with one torch thread. A process per trial isolates trials: a segfault or an
-    out-of-memory kill fails that trial alone, and no state leaks from one trial to the next."""
+    """One process per trial, at most ``workers`` at a time, each with one torch thread. A
+    process per trial isolates trials: a segfault or an out-of-memory kill fails that trial
+    alone, and no state leaks from one trial to the next. The processes are forked from a
+    server that has imported ppolab, torch and gymnasium once (multiprocessing's forkserver), so
+    a trial starts in milliseconds instead of the second and a half those imports take."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or available_cores()
 
     def run(self, specs: list[TrialSpec], sweep_dir: Path,
             should_stop: Callable[[], bool]) -> Iterator[Started | Finished]:
+        from ppolab.lab.trial import trial_process
+
+        context = _fork_server()
         work, logs = sweep_dir / ".trials", sweep_dir / "logs"
         work.mkdir(exist_ok=True)
         logs.mkdir(exist_ok=True)
         queue = deque(specs)
-        running: dict[str, tuple[subprocess.Popen[bytes], Path, Path]] = {}
+        running: dict[str, tuple[multiprocessing.process.BaseProcess, Path, Path]] = {}
         try:
             while (queue or running) and not should_stop():
                 while queue and len(running) < self.workers:
                     spec = queue.popleft()
-                    running[spec.name] = self._start(spec, sweep_dir, work, logs)
-                    yield Started(spec.name)
-                for name, (proc, result_path, log_path) in list(running.items()):
-                    if proc.poll() is not None:
+                    result_path, log_path = work / f"{spec.name}.result.json", logs / f"{spec.name}.log"
+                    result_path.unlink(missing_ok=True)
+                    process = context.Process(target=trial_process, name=f"ppolab trial {spec.name}",
+                                              args=(spec, sweep_dir / "runs" / spec.name, result_path, log_path))
+                    process.start()
+                    running[spec.name] = (process, result_path, log_path)
+                    yield Started(spec.name, process.pid)
+                for name, (process, result_path, log_path) in list(running.items()):
+                    if process.exitcode is not None:
                         del running[name]
-                        yield self._finished(name, proc.returncode, result_path, log_path)
+                        yield self._finished(name, process.exitcode, result_path, log_path)
                 time.sleep(POLL_SECONDS)
         finally:
-            for proc, _, _ in running.values():
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            for process, _, _ in running.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)  # the trial and any env workers it started
+                process.kill()  # in case it was killed before it made its own process group
+                process.join()
 
     @staticmethod
-    def _start(spec: TrialSpec, sweep_dir: Path, work: Path,
-               logs: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
-        spec_path, result_path = work / f"{spec.name}.spec.json", work / f"{spec.name}.result.json"
-        spec_path.write_text(json.dumps(asdict(spec)))
-        result_path.unlink(missing_ok=True)
-        log_path = logs / f"{spec.name}.log"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        command = [sys.executable, "-m", "ppolab.lab.trial", str(spec_path),
-                   str(sweep_dir / "runs" / spec.name), str(result_path)]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
-        return proc, result_path, log_path
-
-    @staticmethod
-    def _finished(name: str, returncode: int, result_path: Path, log_path: Path) -> Finished:
+    def _finished(name: str, exitcode: int, result_path: Path, log_path: Path) -> Finished:
         try:
             outcome = json.loads(result_path.read_text())
         except (OSError, ValueError):
-            how = (f"was killed by {signal.Signals(-returncode).name}" if returncode < 0
-                   else f"exited with code {returncode}")
+            how = (f"was killed by {signal.Signals(-exitcode).name}" if exitcode < 0
+                   else f"exited with code {exitcode}")
             return Finished(name, None, f"the trial's process {how} before it finished; see {log_path}")
         return Finished(name, outcome.get("result"), outcome.get("error"))
 

@@ -121,7 +121,7 @@ class Sweep:
                 outcome.interrupted_by = stop.requested
         finally:  # also after a second Ctrl-C: the trials killed on the way out start again next time
             for name in started:
-                self.status[name].update(state="pending")
+                self.status[name].update(state="pending", pid=None)
             self._save()
             if progress is not None:
                 progress.stop()
@@ -131,9 +131,10 @@ class Sweep:
         entry = self.status[event.name]
         if isinstance(event, Started):
             started[event.name] = time.monotonic()
-            entry["state"] = "running"
+            entry.update(state="running", pid=event.pid)
         else:
             seconds = round(time.monotonic() - started.pop(event.name), 3)
+            entry.pop("pid", None)
             if event.error is None:
                 entry.update(state="done", error=None, seconds=seconds, result=event.result)
                 outcome.done += 1

@@ -1,7 +1,7 @@
 """One trial of a sweep: an ordinary training run in its own run directory, then its score.
 
-``run_trial`` is what every executor calls. ``python -m ppolab.lab.trial SPEC RESULT`` runs it in
-a process of its own (the local executor) and writes the outcome to the RESULT file.
+``run_trial`` is what every executor calls: :func:`trial_process` in a process of its own (the
+local executor), :func:`packed_outcome` in a Ray task.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import shutil
-import sys
 import tarfile
 import tempfile
 import traceback
@@ -134,15 +132,22 @@ def unpack(archive: bytes, runs_dir: Path, name: str) -> None:
         tar.extractall(runs_dir, members=members, filter="data")
 
 
-def main(argv: list[str]) -> int:
-    """``python -m ppolab.lab.trial SPEC_JSON RUN_DIR RESULT_JSON``."""
+def trial_process(spec: TrialSpec, run_dir: Path, result_path: Path, log_path: Path) -> None:
+    """A local trial's process: its own process group (so the sweep can kill it with the env
+    workers it starts), killed if its parent dies (a trial must not outlive a killed sweep and
+    write into a run directory that the re-run starts again), its output in ``log_path``, and
+    its outcome in ``result_path``."""
+    import ctypes
+    import os
+    import signal
+
     from ppolab.files import write_json
 
-    spec = TrialSpec(**json.loads(Path(argv[0]).read_text()))
-    write_json(Path(argv[2]), outcome(spec, Path(argv[1])))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-
+    os.setsid()
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    write_json(result_path, outcome(spec, run_dir))
