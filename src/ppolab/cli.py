@@ -142,10 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
     from ppolab.lab.exercises import EXERCISES
 
-    def add_trial_options(p: argparse.ArgumentParser, seeds_default: int | None) -> None:
+    def add_trial_options(p: argparse.ArgumentParser, seeds_default: int | None, steps_default: str) -> None:
         p.add_argument("--seeds", type=_positive_int, default=seeds_default, metavar="N",
                        help=f"seeds per configuration: 0..N-1 (default: {seeds_default or 'the exercise’s, 10'})")
-        p.add_argument("--steps", metavar="S", help="environment steps per trial (default: the preset's total_steps)")
+        p.add_argument("--steps", metavar="S", help=f"environment steps per trial (default: {steps_default})")
         p.add_argument("--workers", type=_positive_int, metavar="W",
                        help="trials at a time (default: the machine's cores, or the Ray cluster's CPUs)")
         p.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -176,7 +176,7 @@ def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
                        "separate values with ';' when they hold commas (hidden_sizes=64,64;128,128)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="fix a hyperparameter for every trial; repeatable")
-    add_trial_options(sweep, seeds_default=5)
+    add_trial_options(sweep, seeds_default=5, steps_default="the preset's total_steps")
     sweep.add_argument("--no-report", action="store_true", help="do not write the report at the end")
 
     report = sub.add_parser(
@@ -196,7 +196,8 @@ def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
     )
     exercise.add_argument("name", choices=list(EXERCISES), metavar="NAME", help=" | ".join(EXERCISES))
     exercise.add_argument("--env", default=None, metavar="ENV_ID", help="environment (default: CartPole-v1)")
-    add_trial_options(exercise, seeds_default=None)
+    add_trial_options(exercise, seeds_default=None, steps_default="the exercise's on CartPole-v1, 25,000 "
+                      "(algos: 100,000); on other envs the preset's total_steps")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
