@@ -18,6 +18,8 @@ from ppolab import clock  # noqa: F401  (records the process start time first)
 
 if TYPE_CHECKING:
     from ppolab.agent import Agent
+    from ppolab.lab.plan import SweepPlan
+    from ppolab.lab.sweep import Sweep
     from ppolab.rundir import RunReporter
     from ppolab.train import TrainResult
 
@@ -384,15 +386,12 @@ def _steps(text: str | None) -> int | None:
     return None if text is None else parse_value("--steps", text, int)
 
 
-def _run_sweep(plan: object, args: argparse.Namespace, write_report: bool) -> int:
+def _run_sweep(plan: SweepPlan, args: argparse.Namespace, write_report: bool) -> int:
     import signal
 
-    from ppolab.lab.plan import SweepPlan
     from ppolab.lab.report import write_report as write
-    from ppolab.lab.sweep import Sweep, run_sweep
+    from ppolab.lab.sweep import run_sweep
     from ppolab.progress import TrialProgress
-
-    assert isinstance(plan, SweepPlan)
 
     def announce(sweep: Sweep, workers: int) -> None:
         if not args.quiet:

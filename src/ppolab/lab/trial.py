@@ -25,8 +25,6 @@ def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
     """Train ``spec`` into ``run_dir`` (replacing what a previous attempt left there) and return
     its result: the score the plan asks for, the step and second at which the rolling mean
     first reached the reward threshold (training is not stopped there), and the totals."""
-    import torch
-
     from ppolab import clock
     from ppolab.agent import Agent
     from ppolab.config import preset
@@ -34,8 +32,7 @@ def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter
 
-    clock.restart()
-    torch.set_num_threads(1)
+    clock.restart()  # the Agent sets torch's threads from config.torch_threads (1 unless swept)
     # A trial that is interrupted starts again from scratch, so periodic checkpoints would only
     # cost time and disk; a grid or --set value still wins.
     overrides: dict[str, Any] = {"checkpoint_every": 0, "keep_checkpoints": 1, **spec.overrides,
