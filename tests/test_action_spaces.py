@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ppolab import PPO
-from ppolab.action_spaces import ActionSpec, PolicyDistribution
+from ppolab.action_spaces import ActionSpec
+from ppolab.distributions import PolicyDistribution
 from ppolab.errors import EnvironmentSpecError
 
 
@@ -78,6 +79,7 @@ def test_save_load_predict_round_trip(tmp_path, env_id, squash):
     path = agent.save(tmp_path / "model.pt")
     loaded = PPO.load(path)
     obs = np.stack([agent.vec_env.single_observation_space.sample() for _ in range(5)])
+    # the same weights through the same code on the same machine: bit-identical by design
     np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
     space = agent.vec_env.single_action_space
     assert all(space.contains(a.astype(space.dtype)) for a in loaded.predict(obs, deterministic=False))

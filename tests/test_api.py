@@ -15,7 +15,7 @@ import torch
 import envs_for_tests as E
 from ppolab import PPO, evaluate
 from ppolab.config import preset
-from ppolab.errors import EnvironmentFaultError, ModelFileError
+from ppolab.errors import ConfigError, EnvironmentFaultError, ModelFileError
 from ppolab.train import TrainResult
 
 SMALL = dict(seed=0, n_envs=4, n_steps=64, minibatch_size=128)  # 256 steps per update
@@ -79,6 +79,8 @@ def test_loaded_agent_acts_like_the_original(trained):
     agent, _, path = trained
     loaded = PPO.load(path)
     batch = cartpole_observations(200, seed=1)
+    # the same weights (saved and loaded, not recomputed) through the same code on the same
+    # machine: bit-identical by design
     np.testing.assert_array_equal(loaded.predict(batch), agent.predict(batch))
     for key, value in agent.policy.state_dict().items():
         assert torch.equal(loaded.policy.state_dict()[key], value), key
@@ -119,6 +121,7 @@ def test_learn_is_reproducible_in_process():
     kl_a, params_a = run(0)
     kl_b, params_b = run(0)
     kl_c, params_c = run(1)
+    # same machine, same seed, same code path: bit-identical by design
     assert kl_a == kl_b and torch.equal(params_a, params_b)
     assert not torch.equal(params_a, params_c)
 
@@ -150,6 +153,7 @@ def test_user_env_with_action_offset_round_trips(tmp_path):
     loaded = PPO.load(agent.save(tmp_path / "sign.pt"))
     obs = np.random.default_rng(0).uniform(-1, 1, size=(50, 3)).astype(np.float32)
     assert set(loaded.predict(obs).tolist()) <= {1, 2}
+    # the same weights through the same code on the same machine: bit-identical by design
     np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
     agent.close()
 
@@ -342,3 +346,14 @@ def test_training_on_scripted_episodes_counts_whole_episodes():
     # per env 32 steps = 5+1 +7+1 +5+1 +7+1 (=28) + 4 more: 4 episodes each
     assert result.episodes == 8 == len(returns)
     agent.close()
+
+
+def test_learn_rounds_the_budget_up_to_whole_rollouts_and_refuses_less_than_one():
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=8, minibatch_size=16, stop_when_solved=False)
+    try:
+        assert agent.learn(20).total_steps == 32  # two rollouts of 16: at least the 20 asked for
+        assert agent.learn(16).total_steps == 48  # a whole number of rollouts: exactly that
+        with pytest.raises(ConfigError, match=r"total_steps=15: must be at least one rollout, n_envs \* n_steps = 2 \* 8 = 16"):
+            agent.learn(15)
+    finally:
+        agent.close()

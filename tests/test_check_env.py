@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import envs_for_tests as E
 import pytest
 
@@ -121,3 +124,21 @@ def test_a_class_that_cannot_be_made_is_a_spec_error():
     with pytest.raises(EnvironmentSpecError, match=r"^'envs_for_tests:NeedsArgumentEnv' failed to create an env "
                        r"\(TypeError: .*missing 1 required positional argument: 'level'\)$"):
         check_environment("envs_for_tests:NeedsArgumentEnv")
+
+
+def test_check_env_does_not_import_torch():
+    """check-env answers after gymnasium's imports alone: describing spaces needs no torch."""
+    code = ("import sys; from ppolab.cli import main; code = main(['check-env', 'CartPole-v1', '--steps', '5']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "verdict: ok" in proc.stdout
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("CartPole-v1", "ppolab train starts from: the tuned ppo preset for CartPole-v1"),
+    ("MountainCarContinuous-v0", "ppolab train starts from: the ppo continuous-control defaults (continuous actions"),
+    ("Acrobot-v1", "ppolab train starts from: the ppo defaults (no preset for this env; discrete actions)"),
+])
+def test_check_env_says_which_settings_train_starts_from(target, expected):
+    assert expected in check_environment(target, 5).render()

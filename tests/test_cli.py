@@ -192,7 +192,7 @@ def test_model_pt_loads(trained):
     assert agent.config.n_envs == N_ENVS
     same = PPO.load(run)  # a run directory works too
     obs = [0.01, -0.02, 0.03, 0.04]
-    assert int(same.predict(obs)) == int(agent.predict(obs)) in (0, 1)
+    assert int(same.predict(obs)) == int(agent.predict(obs)) in (0, 1)  # one file, same code path
 
 
 # --------------------------------------------------------------------------- eval
@@ -217,6 +217,8 @@ def test_eval_deterministic_matches_the_python_api(trained, run_cli):
     mean, std, lo, hi = parse_eval(proc.stdout, 3)
     assert "deterministic" in proc.stdout
     result = evaluate(PPO.load(run), episodes=3, deterministic=True, seed=1_000_000)
+    # the CLI calls the same evaluate() on the same machine: the same episodes by design (the
+    # tolerance is only the printed rounding to 2 decimals)
     assert mean == pytest.approx(round(result.mean, 2), abs=0.006)
     assert std == pytest.approx(round(result.std, 2), abs=0.006)
     assert (lo, hi) == (min(result.returns), max(result.returns))
@@ -371,6 +373,7 @@ def test_same_seed_same_run_different_seed_different_run(run_cli, tmp_path):
         return [(r["global_step"], r["return"], r["length"]) for r in rows]
 
     assert len(metrics("a")) == 4
+    # same machine, same seed, same code path: bit-identical by design (the metrics are floats, compared as written)
     assert metrics("a") == metrics("b")
     assert episodes("a") == episodes("b") and len(episodes("a")) > 5
     assert metrics("a") != metrics("c")
@@ -436,3 +439,38 @@ def test_a_run_config_brings_its_algorithm(run_cli, tmp_path):
     assert yaml.safe_load((tmp_path / "again" / "config.yaml").read_text())["algo"] == "a2c"
     proc = run_cli(["train", "CartPole-v1", "--config", config, "--algo", "ppo", "--out", tmp_path])
     assert proc.returncode == 2 and "holds a 'a2c' config but --algo is 'ppo'" in proc.stderr
+
+
+@pytest.mark.parametrize("algo", ["ppo", "trpo", "a2c", "vpg"])
+def test_steps_is_a_minimum_rounded_up_to_whole_rollouts(run_cli, tmp_path, algo):
+    """Asked for N steps, a run trains at least N (the next multiple of its rollout), and the
+    first line, summary.json and metrics.csv agree on it."""
+    config = preset("CartPole-v1", algo)
+    batch = config.batch_size
+    proc = run_cli(["train", "CartPole-v1", "--algo", algo, "--steps", 20000, "--no-early-stop", "--quiet",
+                    "--no-tensorboard", "--out", tmp_path, "--name", "r"], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    expected = -(-20000 // batch) * batch
+    assert 20000 <= expected < 20000 + batch
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["total_steps"] == expected
+    with open(tmp_path / "r" / "metrics.csv", newline="") as f:
+        assert int(list(csv.DictReader(f))[-1]["global_step"]) == expected
+    assert f"{expected:,} steps" in proc.stdout
+
+
+def test_a_budget_smaller_than_one_rollout_is_refused_with_the_numbers(run_cli, tmp_path):
+    proc = run_cli(["train", "CartPole-v1", "--set", "n_envs=1000", "--steps", 1000, "--out", tmp_path / "o"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "ppolab: error: invalid total_steps=1000: must be at least one rollout, n_envs * n_steps = 1000 * 32 "
+        "= 32,000 steps; raise the budget (--steps) or lower n_envs or n_steps"]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "a/b", "..", ".", ".hidden", ""])
+def test_name_must_be_one_directory_name(run_cli, tmp_path, name):
+    proc = run_cli(["train", "CartPole-v1", "--steps", 512, "--out", tmp_path / "o", "--name", name], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--name" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, inside --out or beside it

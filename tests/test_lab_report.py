@@ -11,10 +11,13 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import matplotlib.image
+from matplotlib.ticker import EngFormatter
 import numpy as np
 import pytest
 
 from ppolab.errors import RunDirectoryError
+from ppolab.lab.figures import FIGURES as FIGURE_BUILDERS
+from ppolab.lab.figures import ReportData, x_axis
 from ppolab.lab.report import write_report
 from ppolab.lab.results import (
     improvement_table,
@@ -221,3 +224,24 @@ def test_kl_clip_correlation(reported: Path, tmp_path: Path) -> None:
     write_report(a2c, reps=REPS)
     assert not (a2c / "figures" / "kl_vs_clip_fraction.png").exists()
     assert "kl_vs_clip_fraction.png not drawn" in (a2c / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("seconds", "label", "scale"), [
+    (30.0, "wall-clock time (seconds)", 1.0), (600.0, "wall-clock time (seconds)", 1.0),
+    (601.0, "wall-clock time (minutes)", 60.0), (7200.0, "wall-clock time (minutes)", 60.0)])
+def test_time_axis_is_in_seconds_or_minutes_with_the_unit_in_its_label(seconds, label, scale) -> None:
+    assert x_axis(1, seconds) == (label, scale)
+    assert x_axis(0, 10**7) == ("environment steps", 1.0)  # steps keep their own axis
+
+
+def test_time_axis_ticks_are_plain_seconds(reported: Path) -> None:
+    """The seconds figure once used an engineering formatter, whose 'm' (milli) read as minutes."""
+    data = load_sweep(reported)
+    summaries = summarize(data, reps=REPS)
+    report = ReportData(data, summaries, improvement_table(data, summaries, reps=REPS), REPS)
+    figure = dict(FIGURE_BUILDERS)["learning_curves_seconds.png"](report)[0]
+    axis = figure.axes[0]
+    assert axis.get_xlabel() == "wall-clock time (seconds)"
+    assert not isinstance(axis.xaxis.get_major_formatter(), EngFormatter)
+    steps = dict(FIGURE_BUILDERS)["learning_curves_steps.png"](report)[0].axes[0]
+    assert steps.get_xlabel() == "environment steps"

@@ -136,6 +136,8 @@ def test_local_ray_and_a_ray_cluster_give_the_same_per_trial_results(tmp_path: P
             run = tmp_path / name / "runs" / trial.name
             assert (run / "summary.json").is_file() and (run / "model.pt").is_file()
             assert (tmp_path / name / "logs" / f"{trial.name}.log").is_file()
+    # every backend runs the trials on this machine with the same seeds and code: bit-identical
+    # by design (trials on machines with other CPUs or BLAS builds could differ in the last bits)
     for trial, local in outcomes["local"].items():
         for name in ("ray", "cluster"):
             for key in ("score", "eval_returns", "final_mean_return", "total_steps"):
@@ -158,7 +160,7 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path: Path) -> No
     assert [status[f"clip_coef=0.2__s{s}"]["state"] for s in (0, 1)] == ["done", "done"]
     for seed in (0, 1):
         failed = status[f"clip_coef=-1__s{seed}"]
-        assert failed["state"] == "failed" and "clip_coef" in failed["error"] and "> 0" in failed["error"]
+        assert failed["state"] == "failed" and "clip_coef" in failed["error"] and "(0, 1]" in failed["error"]
     assert "trial clip_coef=-1__s0 failed: invalid clip_coef" in proc.stderr
     for seed in (0, 1):  # --score train: the mean return of the last 5 training episodes
         episodes = np.loadtxt(out / "runs" / f"clip_coef=0.2__s{seed}" / "episodes.csv", delimiter=",", skiprows=1)

@@ -1,4 +1,6 @@
-"""What the policy outputs for each kind of action space, and how its samples reach the env.
+"""What the policy outputs for each kind of action space, and how its samples reach the env
+(:class:`ActionSpec` describes the space without torch; :class:`ppolab.distributions.PolicyDistribution`
+samples and scores actions for it).
 
 =============  ================================  ===========================  ==================
 space          policy head outputs               stored action (rollout)      sent to the env
@@ -22,13 +24,15 @@ Gaussian before squashing, which has a closed form; the squashed entropy has non
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from ppolab import distributions as D
 from ppolab.errors import EnvironmentSpecError
+
+if TYPE_CHECKING:
+    import torch
 
 KINDS = ("discrete", "multidiscrete", "box")
 
@@ -62,6 +66,8 @@ class ActionSpec:
 
     @property
     def dtype(self) -> torch.dtype:
+        import torch  # here, so that describing spaces (check-env) does not import torch
+
         return torch.float32 if self.kind == "box" else torch.long
 
     @classmethod
@@ -83,80 +89,3 @@ class ActionSpec:
             f"{where}: unsupported action space {space}; ppolab supports Discrete, "
             "MultiDiscrete (one-dimensional nvec) and Box (one-dimensional) actions"
         )
-
-
-class PolicyDistribution:
-    """Sampling, log-probabilities and entropies for one :class:`ActionSpec`, from the policy
-    head's output (and, for Box actions, the log-std parameter)."""
-
-    def __init__(self, spec: ActionSpec) -> None:
-        self.spec = spec
-        self.kind = spec.kind
-        if spec.kind == "box":
-            self._low = np.asarray(spec.low, dtype=np.float32)
-            self._high = np.asarray(spec.high, dtype=np.float32)
-        else:
-            self._start = np.asarray(spec.start, dtype=np.int64)
-            self._offset = bool(self._start.any())
-
-    def sample(self, head: torch.Tensor, log_std: torch.Tensor | None,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action, log pi(action)) for each row of ``head``."""
-        if self.kind == "discrete":
-            log_probs = D.log_softmax(head)
-            action = D.sample(log_probs, generator)
-            return action, D.log_prob(log_probs, action)
-        if self.kind == "multidiscrete":
-            parts = D.multi_log_softmax(head, self.spec.nvec)
-            action = D.multi_sample(parts, generator)
-            return action, D.multi_log_prob(parts, action)
-        log_std = log_std.expand_as(head)
-        action = D.gaussian_sample(head, log_std, generator)
-        return action, self._box_log_prob(head, log_std, action)
-
-    def log_prob_entropy(self, head: torch.Tensor, log_std: torch.Tensor | None,
-                         actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log pi(a|s), H[pi(.|s)]) of stored ``actions`` under the current network."""
-        if self.kind == "discrete":
-            log_probs = D.log_softmax(head)
-            return D.log_prob(log_probs, actions), D.entropy(log_probs)
-        if self.kind == "multidiscrete":
-            parts = D.multi_log_softmax(head, self.spec.nvec)
-            return D.multi_log_prob(parts, actions), D.multi_entropy(parts)
-        log_std = log_std.expand_as(head)
-        return self._box_log_prob(head, log_std, actions), D.gaussian_entropy(log_std)
-
-    def kl(self, old_head: torch.Tensor, old_log_std: torch.Tensor | None, head: torch.Tensor,
-           log_std: torch.Tensor | None) -> torch.Tensor:
-        """Exact per-state D_KL(pi_old(.|s) || pi(.|s)) (TRPO's constraint, PPO-KL's penalty).
-        For tanh-squashed actions it is the KL of the Gaussians before the squash: a bijection
-        applied to both distributions leaves the KL unchanged."""
-        if self.kind == "discrete":
-            return D.kl(D.log_softmax(old_head), D.log_softmax(head))
-        if self.kind == "multidiscrete":
-            nvec = self.spec.nvec
-            pairs = zip(D.multi_log_softmax(old_head, nvec), D.multi_log_softmax(head, nvec))
-            return sum(D.kl(old, new) for old, new in pairs)
-        return D.gaussian_kl(old_head, old_log_std.expand_as(old_head), head, log_std.expand_as(head))
-
-    def mode(self, head: torch.Tensor) -> torch.Tensor:
-        """The most likely action (deterministic evaluation): argmax, or the Gaussian mean."""
-        if self.kind == "discrete":
-            return D.mode(head)  # argmax of the logits = argmax of the log-probabilities
-        if self.kind == "multidiscrete":
-            return torch.stack([p.argmax(-1) for p in head.split(list(self.spec.nvec), -1)], -1)
-        return head
-
-    def to_env(self, actions: torch.Tensor) -> np.ndarray:
-        """Stored actions as the env expects them (offsets, clipping or squashing)."""
-        array = actions.numpy()
-        if self.kind != "box":
-            return array + self._start if self._offset else array
-        if self.spec.squash:
-            return self._low + (np.tanh(array) + 1.0) * 0.5 * (self._high - self._low)
-        return np.clip(array, self._low, self._high)
-
-    def _box_log_prob(self, mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        if self.spec.squash:
-            return D.squashed_gaussian_log_prob(mean, log_std, actions)
-        return D.gaussian_log_prob(mean, log_std, actions)

@@ -20,8 +20,8 @@ from ppolab.algos.ppo import PPOUpdate
 from ppolab.algos.trpo import TRPOUpdate
 from ppolab.algos.vpg import VPGUpdate
 from ppolab.checkpoints import model_path
-from ppolab.config import A2CConfig, Config, PPOConfig, TRPOConfig, VPGConfig, preset
-from ppolab.envs import EnvInfo, EnvSource, make_vec_env, resolve_env_id
+from ppolab.config import PRESETS, A2CConfig, Config, PPOConfig, TRPOConfig, VPGConfig, preset
+from ppolab.envs import EnvInfo, EnvSource, action_kind, make_vec_env, resolve_env_id
 from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
 from ppolab.policies import ActorCritic
@@ -29,12 +29,25 @@ from ppolab.rollout import Collector
 from ppolab.train import Reporter, TrainResult, plan, seed_everything, train
 
 
+def default_config(env: EnvSource, algo: str) -> tuple[Config, EnvSource]:
+    """The config ``algo`` starts from on ``env`` before any override: the tuned preset for a
+    registered id that has one, else the defaults for its kind of actions (continuous-control
+    settings for Box actions, see ``ppolab.config.CONTINUOUS_DEFAULTS``); and the source to
+    make the envs from (see :func:`ppolab.envs.action_kind`)."""
+    env_id = env if isinstance(env, str) else None
+    if env_id in PRESETS.get(algo, {}):
+        return preset(env_id, algo), env
+    kind, env = action_kind(env)
+    return preset(env_id, algo, kind), env
+
+
 class Agent:
     """An on-policy agent on a Gymnasium environment; use a subclass (:class:`PPO`, ...).
 
     ``env`` is a registered id (the algorithm's tuned preset for it applies, see
     ``ppolab.config.PRESETS``), ``"module:Attr"``, an env instance, a zero-argument env factory,
-    or a vector env. Hyperparameters come from ``config`` (default: the preset) with
+    or a vector env. Hyperparameters come from ``config`` (default: the preset, or without one
+    the defaults for the env's kind of actions, see :func:`default_config`) with
     ``**hyperparameters`` overriding single fields, e.g. ``PPO("CartPole-v1", seed=1,
     learning_rate=1e-3)``.
     """
@@ -55,8 +68,9 @@ class Agent:
         if config is not None and not isinstance(config, self.config_class):
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
                               f"got a {type(config).__name__}")
-        base = config if config is not None else preset(env if isinstance(env, str) else None, self.algo)
-        self.config = base.replace(**hyperparameters) if hyperparameters else base
+        if config is None:
+            config, env = default_config(env, self.algo)
+        self.config = config.replace(**hyperparameters) if hyperparameters else config
         vec_env, info = make_vec_env(env, self.config.n_envs, self.config.vectorization,
                                      self.config.squash_actions)
         if vec_env.num_envs != self.config.n_envs:  # a ready vector env decides N
@@ -110,7 +124,8 @@ class Agent:
 
     def learn(self, total_steps: int | None = None, *, callback: Any = None,
               reporter: Reporter | None = None) -> TrainResult:
-        """Train for ``total_steps`` more environment steps (default: ``config.total_steps``).
+        """Train for ``total_steps`` more environment steps (default: ``config.total_steps``),
+        rounded up to whole rollouts of ``n_envs * n_steps``.
 
         Stops early once the rolling mean return reaches the reward threshold, unless
         ``config.stop_when_solved`` is False. Returns a :class:`~ppolab.train.TrainResult`.
@@ -126,8 +141,11 @@ class Agent:
         """Set up a ``learn(total_steps)`` call without running it; :meth:`resume` runs it.
         (``ppolab train`` does this so that its first checkpoint can already be resumed.)"""
         steps = self.config.total_steps if total_steps is None else int(total_steps)
-        if steps < 1:
-            raise ConfigError(f"invalid total_steps={steps}: must be an integer >= 1")
+        batch = self.config.batch_size
+        if steps < batch:
+            raise ConfigError(
+                f"invalid total_steps={steps}: must be at least one rollout, n_envs * n_steps = "
+                f"{self.config.n_envs} * {self.config.n_steps} = {batch:,} steps")
         plan(self, steps)
 
     def resume(self, *, callback: Any = None, reporter: Reporter | None = None) -> TrainResult:

@@ -29,6 +29,7 @@ from ppolab.envs import (
     make_single_env,
     resolve_env_id,
 )
+from ppolab.config import defaults_origin
 from ppolab.errors import ConfigError, EnvironmentSpecError, PPOLabError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -129,6 +130,8 @@ def _check(env: gym.Env, target: str, steps: int) -> CheckReport:
         else:
             checks.append(Check("ppolab supports the spaces", True))
             description.append("ppolab will use: " + _policy(env.observation_space.shape, action))
+            kind = "box" if action.kind == "box" else "discrete"
+            description.append("ppolab train starts from: " + defaults_origin(resolve_env_id(target), "ppo", kind))
             checks.append(_random_steps(env, steps))
     seen: list[str] = []
     for w in caught:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import sys
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def _hyperparameter_epilog() -> str:
-    from ppolab.config import CONFIG_CLASSES, PRESETS, field_help
+    from ppolab.config import CONFIG_CLASSES, CONTINUOUS_DEFAULTS, PRESETS, describe_changes, field_help
 
     def shown(default: object) -> object:
         return ",".join(map(str, default)) if isinstance(default, tuple) else default
@@ -47,7 +48,11 @@ def _hyperparameter_epilog() -> str:
     lines.append("")
     for algo, presets in PRESETS.items():
         lines.append(f"tuned {algo} presets replace the defaults for: " + ", ".join(presets))
-    lines.append("precedence: defaults < preset < --config < --set < --seed/--steps/--no-early-stop")
+    lines += ["", "an env without a tuned preset starts from the defaults above when its actions are discrete, and "
+              "from these published continuous-control settings when they are continuous (Box), since the "
+              "discrete-control defaults fail there:"]
+    lines += [f"  {algo:<5} {describe_changes(values)}" for algo, values in CONTINUOUS_DEFAULTS.items()]
+    lines.append("precedence: defaults (by action space) < preset < --config < --set < --seed/--steps/--no-early-stop")
     return "\n".join(lines)
 
 
@@ -71,8 +76,24 @@ def _seed(text: str) -> int:
     return value
 
 
+def _run_name(text: str) -> str:
+    """A run directory's name: one path component inside --out, never a path that leads out."""
+    if not text or text.startswith(".") or any(c in text for c in "/\\\0"):
+        raise argparse.ArgumentTypeError(
+            f"must be a single directory name (no '/', not starting with '.': ppolab's temporary "
+            f"names do), got {text!r}; use --out for the parent directory")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one --help away)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ppolab",
         description="Train, evaluate and study PPO and trust-region agents on Gymnasium environments.",
     )
@@ -92,12 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "each one's hyperparameters are listed below)")
     train.add_argument("--seed", type=int, help="random seed (default: 0)")
     train.add_argument("--steps", metavar="N",
-                       help="environment steps to train for, e.g. 200000 or 2e5 (default: the preset's total_steps)")
+                       help="environment steps to train for, e.g. 200000 or 2e5, rounded up to whole "
+                       "rollouts of n_envs * n_steps (default: the preset's total_steps)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override one hyperparameter; repeatable (see the list below)")
     train.add_argument("--config", metavar="FILE", help="YAML or JSON file of hyperparameters")
     train.add_argument("--out", default="runs", metavar="DIR", help="parent directory of run directories (default: runs)")
-    train.add_argument("--name", help="run directory name (default: ENV-algo-sSEED-TIMESTAMP)")
+    train.add_argument("--name", type=_run_name,
+                       help="run directory name, one path component (default: ENV-algo-sSEED-TIMESTAMP)")
     train.add_argument("--no-early-stop", action="store_true", help="train the full budget even once solved")
     train.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     train.add_argument("--quiet", action="store_true", help="no progress output")
@@ -209,10 +232,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         config_file_algo,
         load_config_file,
         parse_assignments,
+        PRESETS,
+        defaults_origin,
         parse_value,
         preset,
     )
-    from ppolab.envs import resolve_env_id
+    from ppolab.envs import action_kind, resolve_env_id
     from ppolab.errors import ConfigError
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter, check_can_create
@@ -233,7 +258,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["total_steps"] = parse_value("--steps", args.steps, int)
     if args.no_early_stop:
         overrides["stop_when_solved"] = False
-    config = preset(env_id, algo).replace(**overrides)  # validates every field
+    kind = None if env_id in PRESETS.get(algo, {}) else action_kind(env_id)[0]
+    config = preset(env_id, algo, kind).replace(**overrides)  # validates every field
 
     name = args.name or f"{env_id.replace(':', '.').replace('/', '.')}-{algo}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(args.out) / name
@@ -248,23 +274,50 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent.close()
         raise
     if not args.quiet:
-        print(f"training {algo.upper()} on {env_id} (seed {config.seed}, {config.total_steps:,} steps) -> {run_dir}",
+        planned = agent.schedule[1]
+        print(f"training {algo.upper()} on {env_id} (seed {config.seed}, {planned:,} steps: {planned // config.batch_size:,} "
+              f"rollouts of {config.n_envs} envs x {config.n_steps} steps) -> {run_dir}\n"
+              f"settings: {defaults_origin(env_id, algo, kind)}" + (" and your overrides" if args.set or args.config else ""),
               file=sys.stderr)
     return _run_training(agent, reporter, run_dir, agent.resume)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from ppolab.errors import RunDirectoryError
+    from ppolab.progress import Progress
+    from ppolab.rundir import RunReporter, is_run_dir
+    from ppolab.runlock import RunLock, remove_leftovers, restore_set_aside
+
+    run_dir = Path(args.run_dir)
+    lock = restore_set_aside(run_dir)  # a kill during --overwrite left it renamed aside
+    if not is_run_dir(run_dir):
+        if lock is not None:
+            lock.release()
+        raise RunDirectoryError(f"{run_dir} is not a ppolab run directory (no config.yaml in it)")
+    # Locked before anything is read or changed (loading renames damaged checkpoints aside);
+    # refused at once while another process trains in it.
+    lock = lock or RunLock.acquire(run_dir)
+    try:
+        remove_leftovers(run_dir)
+        agent, start, planned = _load_for_resume(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    reporter = RunReporter(run_dir, Progress(f"{agent.algo.upper()} {agent.env_id}", quiet=args.quiet), lock=lock)
+    reporter.reopen(agent)
+    if not args.quiet:
+        print(f"resuming {agent.algo.upper()} on {agent.env_id} at step {agent.global_step:,} of "
+              f"{start + planned:,} (update {agent.updates:,}) -> {run_dir}", file=sys.stderr)
+    return _run_training(agent, reporter, run_dir, agent.resume)
+
+
+def _load_for_resume(run_dir: Path) -> tuple[Agent, int, int]:
     import json
 
     from ppolab.checkpoints import CheckpointDir
     from ppolab.config import read_config_file
     from ppolab.errors import RunDirectoryError
-    from ppolab.progress import Progress
-    from ppolab.rundir import RunReporter, is_run_dir
 
-    run_dir = Path(args.run_dir)
-    if not is_run_dir(run_dir):
-        raise RunDirectoryError(f"{run_dir} is not a ppolab run directory (no config.yaml in it)")
     env_id = read_config_file(run_dir / "config.yaml").get("env_id")
     if not isinstance(env_id, str):
         raise RunDirectoryError(f"{run_dir / 'config.yaml'} has no env_id; it was not written by ppolab train")
@@ -278,12 +331,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         agent.close()
         raise RunDirectoryError(finished)
     start, planned = agent.schedule
-    reporter = RunReporter(run_dir, Progress(f"{agent.algo.upper()} {agent.env_id}", quiet=args.quiet))
-    reporter.reopen(agent)
-    if not args.quiet:
-        print(f"resuming {agent.algo.upper()} on {agent.env_id} at step {agent.global_step:,} of "
-              f"{start + planned:,} (update {agent.updates:,}) -> {run_dir}", file=sys.stderr)
-    return _run_training(agent, reporter, run_dir, agent.resume)
+    return agent, start, planned
 
 
 def _run_training(agent: Agent, reporter: RunReporter, run_dir: Path,
@@ -338,7 +386,9 @@ def _run_training(agent: Agent, reporter: RunReporter, run_dir: Path,
 def cmd_eval(args: argparse.Namespace) -> int:
     from ppolab.agent import Agent
     from ppolab.evaluation import evaluate
+    from ppolab.runlock import tidy_if_free
 
+    tidy_if_free(Path(args.run_dir))
     agent = Agent.load(args.run_dir)
     result = evaluate(agent, episodes=args.episodes, deterministic=args.deterministic,
                       seed=args.seed, video=args.video)

@@ -24,10 +24,56 @@ POLICY_OBJECTIVES = ("clip", "kl_penalty", "none")
 OPTIMIZERS = ("rmsprop", "adam")
 
 
-def _f(default: Any, help: str) -> Any:
+FLOAT32_MAX = 3.4028234663852886e38  # the networks and losses compute in float32
+FLOAT32_TINY = 1.1754943508222875e-38  # smallest normal float32: anything nearer 0 flushes to 0
+MAX_BATCH = 2**24  # transitions per rollout: the rollout's tensors are allocated up front
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric field may take: ``low`` to ``high``, each end included unless
+    ``*_open``. Floats must also be finite and representable in float32 (0, or a magnitude in
+    [FLOAT32_TINY, FLOAT32_MAX]), since the math runs in float32."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self, integer: bool) -> str:
+        def shown(x: float) -> str:
+            if integer:
+                return f"{int(x):,}".replace(",", "_") if abs(x) >= 10_000 else str(int(x))
+            return f"{'-' if x < 0 else ''}3.4e38" if abs(x) == FLOAT32_MAX else f"{x:g}"
+
+        interval = (f"{'(' if self.low_open else '['}{shown(self.low)}, "
+                    f"{shown(self.high)}{')' if self.high_open else ']'}")
+        return f"{'an integer' if integer else 'a number'} in {interval}"
+
+
+def _f(default: Any, help: str, bounds: Bounds | tuple[str, ...] | None = None) -> Any:
+    """A field with its one-line ``help`` and the values it may take: :class:`Bounds` for
+    numbers (and for each width of ``hidden_sizes``), a tuple of choices for strings. A subclass
+    that redeclares a field (to change its default) may leave ``bounds`` out to keep its base's."""
     if isinstance(default, (list, dict)):
         raise TypeError("use an immutable default")
-    return field(default=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help, "bounds": bounds})
+
+
+def _positive(high: float = FLOAT32_MAX) -> Bounds:
+    return Bounds(0.0, high, low_open=True)
+
+
+UNIT = Bounds(0.0, 1.0)
+OPEN_UNIT = Bounds(0.0, 1.0, low_open=True, high_open=True)
+COEFFICIENT = Bounds(0.0, 100.0)  # loss weights: beyond this one term drowns every other
+FLOAT32 = Bounds(-FLOAT32_MAX, FLOAT32_MAX)
+MAX_HIDDEN_LAYERS = 8
 
 
 @dataclass(frozen=True)
@@ -36,92 +82,84 @@ class Config:
     networks and run control. Each algorithm's config adds its own fields (PPOConfig, ...)."""
 
     # --- data collection
-    n_envs: int = _f(8, "N: parallel environments in the vector env")
-    n_steps: int = _f(128, "T: steps per environment per rollout (batch = T * N)")
-    total_steps: int = _f(500_000, "environment steps to train for (summed over envs)")
+    n_envs: int = _f(8, "N: parallel environments in the vector env", Bounds(1, 65_536))
+    n_steps: int = _f(128, "T: steps per environment per rollout (batch = T * N)", Bounds(1, 2**20))
+    total_steps: int = _f(
+        500_000, "environment steps to train for (summed over envs), rounded up to whole rollouts "
+        "of n_envs * n_steps", Bounds(1, 10**12))
     vectorization: str = _f(
         "auto",
         "auto | sync | async | vector_entry_point (auto: the env's own vectorized "
         "implementation when it has one, else sync)",
+        VECTORIZATION_MODES,
     )
     # --- returns and advantages
-    gamma: float = _f(0.99, "discount factor gamma in [0, 1]")
+    gamma: float = _f(0.99, "discount factor gamma in [0, 1]", UNIT)
     advantage_estimator: str = _f(
-        "gae", "gae | td0 | nstep | mc: GAE(lambda), one-step TD, n-step, or Monte-Carlo return minus V"
+        "gae", "gae | td0 | nstep | mc: GAE(lambda), one-step TD, n-step, or Monte-Carlo return minus V",
+        ADVANTAGE_ESTIMATORS,
     )
-    gae_lambda: float = _f(0.95, "GAE lambda in [0, 1] (0: TD(0) advantages, 1: Monte-Carlo)")
-    n_step: int = _f(5, "n of the n-step estimator (advantage_estimator=nstep), >= 1")
+    gae_lambda: float = _f(0.95, "GAE lambda in [0, 1] (0: TD(0) advantages, 1: Monte-Carlo)", UNIT)
+    n_step: int = _f(5, "n of the n-step estimator (advantage_estimator=nstep), >= 1", Bounds(1, 2**31 - 1))
     normalize_advantages: bool = _f(
         True, "normalize advantages to mean 0, std 1 (per minibatch in PPO, per batch otherwise)"
     )
     normalize_observations: bool = _f(False, "running mean/std observation normalization (saved with the model)")
-    observation_clip: float = _f(10.0, "clip normalized observations to +-this, > 0")
+    observation_clip: float = _f(10.0, "clip normalized observations to +-this, > 0", _positive())
     normalize_rewards: bool = _f(False, "scale rewards by the running std of the discounted return")
-    reward_clip: float = _f(10.0, "clip scaled rewards to +-this, > 0")
+    reward_clip: float = _f(10.0, "clip scaled rewards to +-this, > 0", _positive())
     # --- optimization
-    learning_rate: float = _f(2.5e-4, "step size of the optimizer (Adam, eps=1e-5)")
+    learning_rate: float = _f(2.5e-4, "step size of the optimizer (Adam, eps=1e-5), in (0, 1]", _positive(1.0))
     anneal_lr: bool = _f(True, "anneal the learning rate linearly to 0 over total_steps")
-    ent_coef: float = _f(0.0, "entropy bonus coefficient c2, >= 0")
-    max_grad_norm: float = _f(0.5, "global gradient-norm clip, > 0")
+    ent_coef: float = _f(0.0, "entropy bonus coefficient c2, in [0, 100]", COEFFICIENT)
+    max_grad_norm: float = _f(0.5, "global gradient-norm clip, > 0", _positive())
     # --- networks
-    hidden_sizes: tuple[int, ...] = _f((64, 64), "hidden layer widths, e.g. 64,64")
-    activation: str = _f("tanh", "hidden activation: tanh | relu")
+    hidden_sizes: tuple[int, ...] = _f(
+        (64, 64), f"hidden layer widths, e.g. 64,64 (1 to {MAX_HIDDEN_LAYERS} layers of 1 to 4096)",
+        Bounds(1, 4096))
+    activation: str = _f("tanh", "hidden activation: tanh | relu", ACTIVATIONS)
     shared_trunk: bool = _f(False, "one trunk for actor and critic instead of two")
-    log_std_init: float = _f(0.0, "Box actions: initial log standard deviation of the Gaussian policy")
+    log_std_init: float = _f(
+        0.0, "Box actions: initial log standard deviation of the Gaussian policy, in [-20, 20]",
+        Bounds(-20.0, 20.0))
     squash_actions: bool = _f(
         False, "Box actions: tanh-squash samples into the bounds instead of clipping them"
     )
     # --- run control
-    seed: int = _f(0, "seed for torch, numpy, action sampling and the environments")
+    seed: int = _f(0, "seed for torch, numpy, action sampling and the environments", Bounds(0, 2**32 - 1))
     reward_threshold: float | None = _f(
-        None, "solved when the rolling mean return reaches this (none: the env's own threshold)"
+        None, "solved when the rolling mean return reaches this (none: the env's own threshold)", FLOAT32
     )
     stop_when_solved: bool = _f(True, "stop training once solved")
-    rolling_window: int = _f(100, "episodes in the rolling mean return")
-    torch_threads: int = _f(1, "torch CPU threads (1 is fastest for small networks)")
+    rolling_window: int = _f(100, "episodes in the rolling mean return", Bounds(1, 1_000_000))
+    torch_threads: int = _f(1, "torch CPU threads (1 is fastest for small networks)", Bounds(1, 1024))
     checkpoint_every: int = _f(
-        20, "run directories: write a checkpoint every K updates (0: only at the start and the end)"
+        20, "run directories: write a checkpoint every K updates (0: only at the start and the end)",
+        Bounds(0, 10**9),
     )
-    keep_checkpoints: int = _f(3, "run directories: how many of the newest checkpoints to keep, >= 1")
+    keep_checkpoints: int = _f(3, "run directories: how many of the newest checkpoints to keep, >= 1",
+                               Bounds(1, 1_000_000))
 
     def __post_init__(self) -> None:
         _coerce_fields(self)
+        _check_bounds(self)
         self._validate()
 
     def _validate(self) -> None:
+        """Checks across fields (each field's own bounds are checked before, from its declaration)."""
         c = self
-        _check(c.n_envs >= 1, "n_envs", c.n_envs, "an integer >= 1")
-        _check(c.n_steps >= 1, "n_steps", c.n_steps, "an integer >= 1")
-        _check(c.total_steps >= 1, "total_steps", c.total_steps, "an integer >= 1")
-        _check(c.vectorization in VECTORIZATION_MODES, "vectorization", c.vectorization,
-               " | ".join(VECTORIZATION_MODES))
-        _check(0.0 <= c.gamma <= 1.0, "gamma", c.gamma, "a number in [0, 1]")
-        _check(c.advantage_estimator in ADVANTAGE_ESTIMATORS, "advantage_estimator",
-               c.advantage_estimator, " | ".join(ADVANTAGE_ESTIMATORS))
-        _check(0.0 <= c.gae_lambda <= 1.0, "gae_lambda", c.gae_lambda, "a number in [0, 1]")
-        _check(c.n_step >= 1, "n_step", c.n_step, "an integer >= 1")
-        _check(c.observation_clip > 0, "observation_clip", c.observation_clip, "a number > 0")
-        _check(c.reward_clip > 0, "reward_clip", c.reward_clip, "a number > 0")
-        _check(c.learning_rate > 0 and math.isfinite(c.learning_rate), "learning_rate",
-               c.learning_rate, "a finite number > 0")
-        _check(c.ent_coef >= 0 and math.isfinite(c.ent_coef), "ent_coef", c.ent_coef,
-               "a finite number >= 0")
-        _check(c.max_grad_norm > 0, "max_grad_norm", c.max_grad_norm, "a number > 0")
-        _check(len(c.hidden_sizes) >= 1 and all(h >= 1 for h in c.hidden_sizes),
-               "hidden_sizes", c.hidden_sizes, "one or more layer widths >= 1, e.g. 64,64")
-        _check(c.activation in ACTIVATIONS, "activation", c.activation, " | ".join(ACTIVATIONS))
-        _check(math.isfinite(c.log_std_init), "log_std_init", c.log_std_init, "a finite number")
-        _check(0 <= c.seed < 2**32, "seed", c.seed, "an integer in [0, 2**32 - 1]")
-        _check(c.reward_threshold is None or math.isfinite(c.reward_threshold),
-               "reward_threshold", c.reward_threshold, "a finite number, or none")
-        _check(c.rolling_window >= 1, "rolling_window", c.rolling_window, "an integer >= 1")
-        _check(c.torch_threads >= 1, "torch_threads", c.torch_threads, "an integer >= 1")
-        _check(c.checkpoint_every >= 0, "checkpoint_every", c.checkpoint_every, "an integer >= 0")
-        _check(c.keep_checkpoints >= 1, "keep_checkpoints", c.keep_checkpoints, "an integer >= 1")
+        _check(c.batch_size <= MAX_BATCH, "n_envs * n_steps", c.batch_size,
+               f"at most {MAX_BATCH:,} transitions per rollout; lower n_envs or n_steps")
+        _check(
+            c.batch_size <= c.total_steps, "total_steps", c.total_steps,
+            f"at least one rollout, n_envs * n_steps = {c.n_envs} * {c.n_steps} = {c.batch_size:,} steps; "
+            "raise the budget (--steps) or lower n_envs or n_steps",
+        )
+        _check(1 <= len(c.hidden_sizes) <= MAX_HIDDEN_LAYERS, "hidden_sizes", c.hidden_sizes,
+               f"1 to {MAX_HIDDEN_LAYERS} layer widths, e.g. 64,64")
 
     def _check_minibatch(self, name: str) -> None:
         size = getattr(self, name)
-        _check(size >= 1, name, size, "an integer >= 1")
         _check(
             size <= self.batch_size, name, size,
             f"at most the batch size n_envs * n_steps = {self.n_envs} * {self.n_steps} = "
@@ -153,48 +191,35 @@ class Config:
 class JointLossConfig(Config):
     """For algorithms that train actor and critic on one loss L^POL + c1 L^VF - c2 H (PPO, A2C)."""
 
-    vf_coef: float = _f(0.5, "value loss coefficient c1, >= 0")
-
-    def _validate(self) -> None:
-        super()._validate()
-        _check(self.vf_coef >= 0 and math.isfinite(self.vf_coef), "vf_coef", self.vf_coef,
-               "a finite number >= 0")
+    vf_coef: float = _f(0.5, "value loss coefficient c1, in [0, 100]", COEFFICIENT)
 
 
 @dataclass(frozen=True)
 class PPOConfig(JointLossConfig):
     """PPO (Schulman et al. 2017), with the names CleanRL and SB3 users know."""
 
-    n_epochs: int = _f(4, "K: passes over each batch")
-    minibatch_size: int = _f(256, "samples per gradient step (<= n_envs * n_steps)")
+    n_epochs: int = _f(4, "K: passes over each batch, in [1, 1000]", Bounds(1, 1000))
+    minibatch_size: int = _f(256, "samples per gradient step (<= n_envs * n_steps)", Bounds(1, MAX_BATCH))
     policy_objective: str = _f(
         "clip", "clip | kl_penalty | none: clipped surrogate, adaptive KL penalty, or the plain "
-        "importance-sampled surrogate (an ablation)"
+        "importance-sampled surrogate (an ablation)", POLICY_OBJECTIVES,
     )
-    clip_coef: float = _f(0.2, "epsilon of the clipped surrogate objective, > 0")
-    kl_target: float = _f(0.01, "policy_objective=kl_penalty: d_targ, the KL the penalty steers towards, > 0")
-    kl_beta_init: float = _f(1.0, "policy_objective=kl_penalty: initial penalty coefficient beta, > 0")
+    clip_coef: float = _f(0.2, "epsilon of the clipped surrogate objective, in (0, 1] (0.1-0.3 is usual)",
+                          _positive(1.0))
+    kl_target: float = _f(0.01, "policy_objective=kl_penalty: d_targ, the KL the penalty steers towards, "
+                          "in (0, 10]", _positive(10.0))
+    kl_beta_init: float = _f(1.0, "policy_objective=kl_penalty: initial penalty coefficient beta, in (0, 1e6]",
+                             _positive(1e6))
     clip_value_loss: bool = _f(
         False,
         "clip the value update to +-clip_coef around the old estimate (off by default: with "
         "unnormalized returns in the hundreds it stops the critic from learning)",
     )
-    target_kl: float | None = _f(None, "stop the epoch loop when approx KL exceeds this (none: off)")
+    target_kl: float | None = _f(None, "stop the epoch loop when approx KL exceeds this (none: off)", _positive())
 
     def _validate(self) -> None:
         super()._validate()
-        c = self
-        _check(c.n_epochs >= 1, "n_epochs", c.n_epochs, "an integer >= 1")
         self._check_minibatch("minibatch_size")
-        _check(c.policy_objective in POLICY_OBJECTIVES, "policy_objective", c.policy_objective,
-               " | ".join(POLICY_OBJECTIVES))
-        _check(c.clip_coef > 0 and math.isfinite(c.clip_coef), "clip_coef", c.clip_coef,
-               "a finite number > 0 (0.1-0.3 is usual)")
-        _check(c.kl_target > 0 and math.isfinite(c.kl_target), "kl_target", c.kl_target, "a finite number > 0")
-        _check(c.kl_beta_init > 0 and math.isfinite(c.kl_beta_init), "kl_beta_init", c.kl_beta_init,
-               "a finite number > 0")
-        _check(c.target_kl is None or c.target_kl > 0, "target_kl", c.target_kl,
-               "a number > 0, or none to disable")
 
 
 @dataclass(frozen=True)
@@ -202,12 +227,13 @@ class CriticFitConfig(Config):
     """For algorithms that fit V with its own optimizer after the policy step (TRPO, VPG):
     ``vf_epochs`` passes of Adam over the batch in minibatches of ``vf_minibatch_size``."""
 
-    vf_epochs: int = _f(5, "passes over each batch when fitting the value function")
-    vf_minibatch_size: int = _f(64, "samples per value-function gradient step (<= n_envs * n_steps)")
+    vf_epochs: int = _f(5, "passes over each batch when fitting the value function, in [1, 1000]",
+                        Bounds(1, 1000))
+    vf_minibatch_size: int = _f(64, "samples per value-function gradient step (<= n_envs * n_steps)",
+                                Bounds(1, MAX_BATCH))
 
     def _validate(self) -> None:
         super()._validate()
-        _check(self.vf_epochs >= 1, "vf_epochs", self.vf_epochs, "an integer >= 1")
         self._check_minibatch("vf_minibatch_size")
         _check(not self.shared_trunk, "shared_trunk", self.shared_trunk,
                "false: this algorithm steps the policy and fits the value function separately")
@@ -220,21 +246,14 @@ class TRPOConfig(CriticFitConfig):
 
     n_steps: int = _f(512, "T: steps per environment per rollout (batch = T * N)")
     learning_rate: float = _f(1e-3, "Adam step size of the value function (the policy's step is set by max_kl)")
-    max_kl: float = _f(0.01, "delta: the trust region, a bound on the mean KL(pi_old || pi_new), > 0")
-    cg_iters: int = _f(10, "conjugate-gradient iterations for x ~= H^-1 g, >= 1")
-    cg_damping: float = _f(0.1, "damping added to the Fisher-vector products (H + damping I), >= 0")
-    line_search_steps: int = _f(10, "backtracking steps before the update is rejected, >= 1")
-    backtrack_coef: float = _f(0.8, "step shrink factor per backtracking step, in (0, 1)")
-
-    def _validate(self) -> None:
-        super()._validate()
-        c = self
-        _check(c.max_kl > 0 and math.isfinite(c.max_kl), "max_kl", c.max_kl, "a finite number > 0")
-        _check(c.cg_iters >= 1, "cg_iters", c.cg_iters, "an integer >= 1")
-        _check(c.cg_damping >= 0 and math.isfinite(c.cg_damping), "cg_damping", c.cg_damping,
-               "a finite number >= 0")
-        _check(c.line_search_steps >= 1, "line_search_steps", c.line_search_steps, "an integer >= 1")
-        _check(0 < c.backtrack_coef < 1, "backtrack_coef", c.backtrack_coef, "a number in (0, 1)")
+    max_kl: float = _f(0.01, "delta: the trust region, a bound on the mean KL(pi_old || pi_new), in (0, 10]",
+                       _positive(10.0))
+    cg_iters: int = _f(10, "conjugate-gradient iterations for x ~= H^-1 g, in [1, 1000]", Bounds(1, 1000))
+    cg_damping: float = _f(0.1, "damping added to the Fisher-vector products (H + damping I), in [0, 1e6]",
+                           Bounds(0.0, 1e6))
+    line_search_steps: int = _f(10, "backtracking steps before the update is rejected, in [1, 1000]",
+                                Bounds(1, 1000))
+    backtrack_coef: float = _f(0.8, "step shrink factor per backtracking step, in (0, 1)", OPEN_UNIT)
 
 
 @dataclass(frozen=True)
@@ -246,13 +265,9 @@ class VPGConfig(CriticFitConfig):
         "mc", "gae | td0 | nstep | mc: GAE(lambda), one-step TD, n-step, or Monte-Carlo return minus V"
     )
     n_steps: int = _f(512, "T: steps per environment per rollout (batch = T * N)")
-    learning_rate: float = _f(3e-3, "Adam step size of the policy")
-    vf_learning_rate: float = _f(1e-3, "Adam step size of the value function (annealed with learning_rate)")
-
-    def _validate(self) -> None:
-        super()._validate()
-        _check(self.vf_learning_rate > 0 and math.isfinite(self.vf_learning_rate), "vf_learning_rate",
-               self.vf_learning_rate, "a finite number > 0")
+    learning_rate: float = _f(3e-3, "Adam step size of the policy, in (0, 1]")
+    vf_learning_rate: float = _f(1e-3, "Adam step size of the value function (annealed with learning_rate), "
+                                 "in (0, 1]", _positive(1.0))
 
 
 @dataclass(frozen=True)
@@ -263,18 +278,11 @@ class A2CConfig(JointLossConfig):
     n_steps: int = _f(5, "T: steps per environment per rollout (batch = T * N)")
     gae_lambda: float = _f(1.0, "GAE lambda in [0, 1] (1 with short rollouts: A2C's n-step returns)")
     normalize_advantages: bool = _f(False, "normalize advantages per minibatch")
-    learning_rate: float = _f(7e-4, "step size of the optimizer (RMSprop or Adam)")
+    learning_rate: float = _f(7e-4, "step size of the optimizer (RMSprop or Adam), in (0, 1]")
     anneal_lr: bool = _f(False, "anneal the learning rate linearly to 0 over total_steps")
-    optimizer: str = _f("rmsprop", "rmsprop | adam")
-    rmsprop_alpha: float = _f(0.99, "RMSprop's smoothing constant alpha in (0, 1)")
-    optimizer_eps: float = _f(1e-5, "epsilon of the optimizer's denominator, > 0")
-
-    def _validate(self) -> None:
-        super()._validate()
-        c = self
-        _check(c.optimizer in OPTIMIZERS, "optimizer", c.optimizer, " | ".join(OPTIMIZERS))
-        _check(0 < c.rmsprop_alpha < 1, "rmsprop_alpha", c.rmsprop_alpha, "a number in (0, 1)")
-        _check(c.optimizer_eps > 0, "optimizer_eps", c.optimizer_eps, "a number > 0")
+    optimizer: str = _f("rmsprop", "rmsprop | adam", OPTIMIZERS)
+    rmsprop_alpha: float = _f(0.99, "RMSprop's smoothing constant alpha in (0, 1)", OPEN_UNIT)
+    optimizer_eps: float = _f(1e-5, "epsilon of the optimizer's denominator, in [1e-12, 1]", Bounds(1e-12, 1.0))
 
 
 CONFIG_CLASSES: dict[str, type[Config]] = {"ppo": PPOConfig, "trpo": TRPOConfig, "a2c": A2CConfig, "vpg": VPGConfig}
@@ -343,9 +351,87 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
 }}
 
 
-def preset(env_id: str | None, algo: str = "ppo") -> Config:
-    """``algo``'s tuned config for ``env_id`` if there is one, else its defaults."""
-    return config_class(algo)(**PRESETS.get(algo, {}).get(env_id or "", {}))
+# What an environment without a preset gets when its actions are continuous (Box): the
+# discrete-control defaults above (8 envs x 128 steps, 4 epochs, no normalization) are the
+# Atari/classic-control settings and fail there. These are published continuous-control
+# settings, with observation and reward normalization, which every one of them uses.
+CONTINUOUS_DEFAULTS: dict[str, dict[str, Any]] = {
+    # CleanRL's ppo_continuous_action.py (the MuJoCo presets above).
+    "ppo": PRESETS["ppo"]["Hopper-v5"],
+    # The RL Zoo's TRPO settings for MuJoCo (sb3-contrib's n_critic_updates=20 is vf_epochs).
+    "trpo": dict(n_envs=2, n_steps=1024, total_steps=1_000_000, learning_rate=1e-3, vf_minibatch_size=128,
+                 vf_epochs=20, gamma=0.99, gae_lambda=0.95, cg_iters=25, cg_damping=0.1,
+                 normalize_observations=True, normalize_rewards=True),
+    # The RL Zoo's A2C settings for MuJoCo: SB3's A2C defaults on one env, normalized.
+    "a2c": dict(n_envs=1, total_steps=1_000_000, normalize_observations=True, normalize_rewards=True),
+    # No published setting: the defaults, normalized.
+    "vpg": dict(total_steps=1_000_000, normalize_observations=True, normalize_rewards=True),
+}
+
+
+def preset(env_id: str | None, algo: str = "ppo", action_kind: str | None = None) -> Config:
+    """``algo``'s tuned config for ``env_id`` if there is one; else, for continuous (``"box"``)
+    actions, :data:`CONTINUOUS_DEFAULTS`; else the defaults. See :func:`defaults_origin`."""
+    return config_class(algo)(**_preset_values(env_id, algo, action_kind))
+
+
+def defaults_origin(env_id: str | None, algo: str = "ppo", action_kind: str | None = None) -> str:
+    """Which settings :func:`preset` starts from, and why, in words (for the CLI and check-env)."""
+    if env_id in PRESETS.get(algo, {}):
+        return f"the tuned {algo} preset for {env_id}"
+    if action_kind == "box":
+        return (f"the {algo} continuous-control defaults (continuous actions and no preset: "
+                f"{describe_changes(CONTINUOUS_DEFAULTS[algo])})")
+    why = "no preset for this env" + ("; discrete actions" if action_kind else "")
+    return f"the {algo} defaults ({why})"
+
+
+def _preset_values(env_id: str | None, algo: str, action_kind: str | None) -> dict[str, Any]:
+    config_class(algo)  # an unknown algorithm: the error lists the known ones
+    tuned = PRESETS.get(algo, {}).get(env_id or "")
+    if tuned is not None:
+        return tuned
+    return CONTINUOUS_DEFAULTS[algo] if action_kind == "box" else {}
+
+
+def describe_changes(values: dict[str, Any]) -> str:
+    """``k=v, ...`` of a preset's values."""
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def _field_bounds(cls: type[Config], name: str) -> Bounds | tuple[str, ...] | None:
+    """The bounds declared for ``name`` by ``cls`` or, if it redeclares the field without
+    them, by the nearest base class that declares them."""
+    for klass in cls.__mro__:
+        declared = {f.name: f for f in dataclasses.fields(klass)} if dataclasses.is_dataclass(klass) else {}
+        if name in declared and declared[name].metadata.get("bounds") is not None:
+            return declared[name].metadata["bounds"]
+    return None
+
+
+def _check_bounds(config: Config) -> None:
+    """Each field against its declared bounds (after :func:`_coerce_fields`)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        bounds = _field_bounds(type(config), f.name)
+        value = getattr(config, f.name)
+        if bounds is None or value is None:
+            continue
+        if isinstance(bounds, tuple):
+            _check(value in bounds, f.name, value, " | ".join(bounds))
+            continue
+        integer = int in (hints[f.name], *typing.get_args(hints[f.name]))
+        for item in value if isinstance(value, tuple) else (value,):
+            ok = bounds.contains(item) and (integer or _float32(item))
+            what = bounds.describe(integer) + ("" if integer else " (representable in float32)")
+            if isinstance(value, tuple):
+                what = f"layer widths each {what}"
+            _check(ok, f.name, value, what)
+
+
+def _float32(value: float) -> bool:
+    """Finite, and 0 or of a magnitude float32 holds without overflow or flushing to 0."""
+    return value == 0 or FLOAT32_TINY <= abs(value) <= FLOAT32_MAX
 
 
 def _check(ok: bool, name: str, value: Any, allowed: str) -> None:

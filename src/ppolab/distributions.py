@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+
+from ppolab.action_spaces import ActionSpec
 
 
 def log_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -113,3 +116,80 @@ def multi_entropy(log_probs: list[torch.Tensor]) -> torch.Tensor:
 def multi_sample(log_probs: list[torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
     """One action ``[..., K]``: each component sampled independently."""
     return torch.stack([sample(lp, generator) for lp in log_probs], dim=-1)
+
+
+class PolicyDistribution:
+    """Sampling, log-probabilities and entropies for one :class:`ActionSpec`, from the policy
+    head's output (and, for Box actions, the log-std parameter)."""
+
+    def __init__(self, spec: ActionSpec) -> None:
+        self.spec = spec
+        self.kind = spec.kind
+        if spec.kind == "box":
+            self._low = np.asarray(spec.low, dtype=np.float32)
+            self._high = np.asarray(spec.high, dtype=np.float32)
+        else:
+            self._start = np.asarray(spec.start, dtype=np.int64)
+            self._offset = bool(self._start.any())
+
+    def sample(self, head: torch.Tensor, log_std: torch.Tensor | None,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, log pi(action)) for each row of ``head``."""
+        if self.kind == "discrete":
+            log_probs = log_softmax(head)
+            action = sample(log_probs, generator)
+            return action, log_prob(log_probs, action)
+        if self.kind == "multidiscrete":
+            parts = multi_log_softmax(head, self.spec.nvec)
+            action = multi_sample(parts, generator)
+            return action, multi_log_prob(parts, action)
+        log_std = log_std.expand_as(head)
+        action = gaussian_sample(head, log_std, generator)
+        return action, self._box_log_prob(head, log_std, action)
+
+    def log_prob_entropy(self, head: torch.Tensor, log_std: torch.Tensor | None,
+                         actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log pi(a|s), H[pi(.|s)]) of stored ``actions`` under the current network."""
+        if self.kind == "discrete":
+            log_probs = log_softmax(head)
+            return log_prob(log_probs, actions), entropy(log_probs)
+        if self.kind == "multidiscrete":
+            parts = multi_log_softmax(head, self.spec.nvec)
+            return multi_log_prob(parts, actions), multi_entropy(parts)
+        log_std = log_std.expand_as(head)
+        return self._box_log_prob(head, log_std, actions), gaussian_entropy(log_std)
+
+    def kl(self, old_head: torch.Tensor, old_log_std: torch.Tensor | None, head: torch.Tensor,
+           log_std: torch.Tensor | None) -> torch.Tensor:
+        """Exact per-state D_KL(pi_old(.|s) || pi(.|s)) (TRPO's constraint, PPO-KL's penalty).
+        For tanh-squashed actions it is the KL of the Gaussians before the squash: a bijection
+        applied to both distributions leaves the KL unchanged."""
+        if self.kind == "discrete":
+            return kl(log_softmax(old_head), log_softmax(head))
+        if self.kind == "multidiscrete":
+            nvec = self.spec.nvec
+            pairs = zip(multi_log_softmax(old_head, nvec), multi_log_softmax(head, nvec))
+            return sum(kl(old, new) for old, new in pairs)
+        return gaussian_kl(old_head, old_log_std.expand_as(old_head), head, log_std.expand_as(head))
+
+    def mode(self, head: torch.Tensor) -> torch.Tensor:
+        """The most likely action (deterministic evaluation): argmax, or the Gaussian mean."""
+        if self.kind == "discrete":
+            return mode(head)  # argmax of the logits = argmax of the log-probabilities
+        if self.kind == "multidiscrete":
+            return torch.stack([p.argmax(-1) for p in head.split(list(self.spec.nvec), -1)], -1)
+        return head
+
+    def to_env(self, actions: torch.Tensor) -> np.ndarray:
+        """Stored actions as the env expects them (offsets, clipping or squashing)."""
+        array = actions.numpy()
+        if self.kind != "box":
+            return array + self._start if self._offset else array
+        if self.spec.squash:
+            return self._low + (np.tanh(array) + 1.0) * 0.5 * (self._high - self._low)
+        return np.clip(array, self._low, self._high)
+
+    def _box_log_prob(self, mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if self.spec.squash:
+            return squashed_gaussian_log_prob(mean, log_std, actions)
+        return gaussian_log_prob(mean, log_std, actions)

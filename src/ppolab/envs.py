@@ -285,6 +285,46 @@ def make_vec_env(
     return vec_env, info
 
 
+def action_kind(source: EnvSource) -> tuple[str | None, EnvSource]:
+    """``"box"`` for continuous actions, ``"discrete"`` for the others, or None when ``source``
+    cannot be made (:func:`make_vec_env` then says why); and the source to make the envs from.
+    An id or ``module:Attr`` is made once to look; a factory's env is kept and handed out first
+    (a factory may count what it makes), so it is never called once more than it would be."""
+    if isinstance(source, gym.vector.VectorEnv):
+        return _kind(source.single_action_space), source
+    if isinstance(source, gym.Env):
+        return _kind(source.action_space), source
+    try:
+        if isinstance(source, str):
+            env = make_single_env(source) if ":" in source else gym.make(resolve_env_id(source))
+            kind = _kind(env.action_space)
+            env.close()
+            return kind, source
+        env = source()
+        kind = _kind(env.action_space)
+    except Exception:  # noqa: BLE001  (making it for training reports the same failure)
+        return None, source
+    return kind, _Primed(source, env)
+
+
+def _kind(space: gym.Space) -> str:
+    return "box" if isinstance(space, gym.spaces.Box) else "discrete"
+
+
+class _Primed:
+    """A factory whose first env was already made: that one is handed out first."""
+
+    def __init__(self, factory: Callable[[], gym.Env], first: gym.Env) -> None:
+        self.factory, self.first = factory, first
+        self.__name__ = getattr(factory, "__name__", type(factory).__name__)
+
+    def __call__(self) -> gym.Env:
+        if self.first is None:
+            return self.factory()
+        env, self.first = self.first, None
+        return env
+
+
 def make_single_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """One (non-vector) env by id or ``module:Attr``, e.g. for evaluation and video."""
     if ":" in env_id:

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ppolab.action_spaces import ActionSpec, PolicyDistribution
+from ppolab.action_spaces import ActionSpec
 from ppolab.config import Config
+from ppolab.distributions import PolicyDistribution
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}

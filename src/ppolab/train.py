@@ -65,10 +65,15 @@ def rolling_mean(values: deque[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def planned_steps(total_steps: int, batch_size: int) -> int:
+    """``total_steps`` rounded up to whole rollouts of ``batch_size``: asked for N steps, a run
+    trains at least N (as Stable-Baselines3 does), never a partial rollout."""
+    return -(-total_steps // batch_size) * batch_size
+
+
 def plan(agent: Agent, total_steps: int) -> None:
-    """Set ``agent.schedule`` to ``total_steps`` more steps, rounded down to whole rollouts."""
-    batch_size = agent.config.batch_size
-    agent.schedule = (agent.global_step, max(1, total_steps // batch_size) * batch_size)
+    """Set ``agent.schedule`` to ``total_steps`` more steps, rounded up to whole rollouts."""
+    agent.schedule = (agent.global_step, planned_steps(total_steps, agent.config.batch_size))
 
 
 def train(

@@ -24,6 +24,7 @@ from ppolab.lab.stats import AGGREGATES, Estimate
 
 ROLLING_WINDOW = 20  # episodes in the rolling mean of the learning curves
 CURVE_POINTS = 200  # grid points of the learning curves and performance profiles
+MINUTES_AFTER = 600  # seconds: longer runs have their time axis in minutes
 DPI = 110
 AGGREGATE_NAMES = {"iqm": "IQM", "median": "median", "mean": "mean"}
 
@@ -101,7 +102,17 @@ def _rolling_curve(episodes: np.ndarray, column: int) -> tuple[np.ndarray, np.nd
     return x, rolling[::-1][last]
 
 
-def _learning_curves(report: ReportData, column: int, xlabel: str) -> tuple[Figure, str]:
+def x_axis(column: int, largest: float) -> tuple[str, float]:
+    """The label and divisor of a learning curve's x axis: steps, or wall-clock time in seconds,
+    or in minutes once the longest run passes ``MINUTES_AFTER`` seconds."""
+    if column == 0:
+        return "environment steps", 1.0
+    if largest > MINUTES_AFTER:
+        return "wall-clock time (minutes)", 60.0
+    return "wall-clock time (seconds)", 1.0
+
+
+def _learning_curves(report: ReportData, column: int) -> tuple[Figure, str]:
     curves: dict[str, list] = {}
     for trial in report.data.trials:
         if trial.score is not None and trial.episodes is not None:
@@ -110,6 +121,8 @@ def _learning_curves(report: ReportData, column: int, xlabel: str) -> tuple[Figu
                 curves.setdefault(trial.config, []).append((x, y))
     if not curves:
         raise NoData("no done trial has two or more finished training episodes")
+    xlabel, scale = x_axis(column, max(x[-1] for runs in curves.values() for x, _ in runs))
+    curves = {label: [(x / scale, y) for x, y in runs] for label, runs in curves.items()}
     grid = np.linspace(min(x[0] for runs in curves.values() for x, _ in runs),
                        max(x[-1] for runs in curves.values() for x, _ in runs), CURVE_POINTS)
     fig, (ax,) = _axes()
@@ -123,7 +136,8 @@ def _learning_curves(report: ReportData, column: int, xlabel: str) -> tuple[Figu
         _band(ax, grid, band, report.colours[label], f"{label} ({len(xs)} runs)")
     if report.threshold is not None:
         ax.axhline(report.threshold, color="grey", ls="--", lw=1.2, label=f"reward threshold ({report.threshold:g})")
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    if column == 0:  # 10k, 1.5M; never on a time axis, where its 'm' (milli) reads as minutes
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     title = (f"{report.data.plan.get('env_id')}: IQM over seeds of the rolling mean training return\n"
              f"(last {ROLLING_WINDOW} episodes), 95% bootstrap band")
     _style(ax, title, xlabel, "rolling mean return", legend=True)
@@ -202,8 +216,8 @@ def _kl_vs_clip_fraction(report: ReportData) -> tuple[Figure, str]:
 
 
 FIGURES: tuple[tuple[str, Callable[[ReportData], tuple[Figure, str]]], ...] = (
-    ("learning_curves_steps.png", lambda r: _learning_curves(r, 0, "environment steps")),
-    ("learning_curves_seconds.png", lambda r: _learning_curves(r, 1, "wall-clock seconds")),
+    ("learning_curves_steps.png", lambda r: _learning_curves(r, 0)),
+    ("learning_curves_seconds.png", lambda r: _learning_curves(r, 1)),
     ("final_scores.png", _final_scores),
     ("performance_profiles.png", _performance_profiles),
     ("probability_of_improvement.png", _probability_of_improvement),

@@ -26,8 +26,7 @@ def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
     its result: the score the plan asks for, the step and second at which the rolling mean
     first reached the reward threshold (training is not stopped there), and the totals."""
     from ppolab import clock
-    from ppolab.agent import Agent
-    from ppolab.config import preset
+    from ppolab.agent import Agent, default_config
     from ppolab.evaluation import evaluate
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter
@@ -39,14 +38,14 @@ def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
                                  "seed": spec.seed, "stop_when_solved": False}
     if spec.steps is not None:
         overrides["total_steps"] = spec.steps
-    config = preset(spec.env_id, spec.algo).replace(**overrides)
+    config = default_config(spec.env_id, spec.algo)[0].replace(**overrides)
     if run_dir.exists() and not (run_dir / "config.yaml").is_file():
         shutil.rmtree(run_dir)  # a staging leftover of a killed attempt, never a user's directory
     agent = Agent.registry[spec.algo](spec.env_id, config=config)
+    reporter = RunReporter(run_dir, Progress(spec.name, quiet=True))
     try:
-        reporter = RunReporter(run_dir, Progress(spec.name, quiet=True))
         agent.plan()
-        reporter.create(agent, overwrite=True)
+        reporter.create(agent, overwrite=True)  # refused while another process trains in run_dir
         result = agent.resume(reporter=reporter)
         if spec.score_kind == "eval":
             returns = evaluate(agent, episodes=spec.score_episodes, seed=EVAL_SEED).returns
@@ -55,6 +54,7 @@ def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
             returns = None
             score = _last_training_mean(run_dir / "episodes.csv", spec.score_episodes)
     finally:
+        reporter.close()  # its run directory's lock too, after a failure (a Ray worker goes on)
         agent.close()
     return {
         "score": score,
