@@ -75,7 +75,7 @@ def test_trpo_rejects_a_step_that_breaks_the_trust_region(monkeypatch):
     finally:
         agent.close()
     assert stats["accepted"] == 0.0 and stats["step_fraction"] == 0.0 and stats["line_search_steps"] == 1
-    assert torch.equal(actor_vector(agent), before)
+    assert torch.equal(actor_vector(agent), before)  # restored by a copy: bit-identical by design
     assert not torch.equal(agent.policy.value_head.weight, critic_before)  # the critic still learns
 
 
@@ -116,6 +116,7 @@ def test_learn_reports_its_statistics_and_round_trips_through_a_model_file(cls, 
     loaded = ppolab.load(path)  # dispatches on the algorithm in the file
     assert type(loaded) is cls and loaded.config == agent.config
     obs = torch.randn(16, 4).numpy()
+    # the same weights through the same code on the same machine: bit-identical by design
     assert (loaded.predict(obs) == agent.predict(obs)).all()
     continued = cls.load(path, env="CartPole-v1")
     try:
@@ -193,7 +194,7 @@ def test_optimizer_states_survive_a_model_file(cls, extra, tmp_path):
     before, after = flat(before), flat(after)
     assert before.keys() == after.keys()
     for key, value in before.items():
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor):  # saved and loaded, not recomputed: bit-identical
             assert torch.equal(value, after[key]) and value.abs().sum() > 0, key
         else:
             assert value == after[key], key

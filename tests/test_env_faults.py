@@ -124,6 +124,7 @@ def learning_state(agent) -> tuple:
 
 
 def assert_same_state(a: tuple, b: tuple) -> None:
+    # the state is put back as it was, not recomputed: bit-identical by design
     assert torch.equal(a[0], b[0])
     assert a[1] == b[1]
     assert a[2] == b[2]

@@ -106,6 +106,7 @@ def test_bootstrap_of_constant_scores_is_degenerate():
 
 def test_same_seed_same_result_and_other_seed_other_bounds():
     scores = noisy(12, tasks=3)
+    # same machine, same seed, same code path: bit-identical by design
     assert stats.aggregate_estimates(scores, reps=500, seed=4) == stats.aggregate_estimates(scores, reps=500, seed=4)
     first, second = (stats.stratified_bootstrap(scores, "iqm", reps=500, seed=seed) for seed in (0, 1))
     assert first.point == second.point
@@ -170,6 +171,7 @@ def test_probability_of_improvement_estimate():
     assert estimate.point == stats.probability_of_improvement(x, y)
     assert estimate.low <= estimate.point <= estimate.high
     assert estimate.low < estimate.high
+    # same machine, same seed, same code path: bit-identical by design
     assert estimate == stats.probability_of_improvement_estimate(x, y, reps=1000)
     dominated = stats.probability_of_improvement_estimate([1.0, 2.0], [3.0, 4.0, 5.0], reps=200)
     assert dominated == Estimate(0.0, 0.0, 0.0)
@@ -275,7 +277,7 @@ def test_curve_band_is_fast_and_deterministic():
     assert time.perf_counter() - start < 2.0
     second = stats.curve_band(xs, ys, grid, statistic="iqm", reps=1000)
     for a, b in zip(first, second, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # same machine, same seed, same code path: bit-identical by design
 
 
 # --- bad inputs ---------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ def test_statistics_round_trip_through_the_model_file(tmp_path):
     np.testing.assert_array_equal(loaded.obs_normalizer.stats.mean, agent.obs_normalizer.stats.mean)
     np.testing.assert_array_equal(loaded.reward_scaler.stats.var, agent.reward_scaler.stats.var)
     obs = np.array([[50.0, 60.0], [140.0, -40.0], [0.0, 100.0]], dtype=np.float32)
+    # the same weights and statistics through the same code on the same machine: bit-identical
+    # by design (Box actions: these are floats, the Gaussian means)
     np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
     # predicting (evaluation) does not move the statistics
     count = loaded.obs_normalizer.stats.count

@@ -31,6 +31,15 @@ def flat_of(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
+def assert_same_trajectory(ours: torch.Tensor, theirs: torch.Tensor, step: int | None = None) -> None:
+    """Our optimizer vs torch.optim on the same float32 problem: the same math in a different op
+    order (and FMA use, which varies with the CPU's kernels), so the parameters differ by an ulp
+    or so per step, fed back through the gradients (measured <= 6e-8 after 20 steps, |theta| <= 0.5).
+    A real error is far larger: Adam's eps inside the sqrt, or added before v's bias correction,
+    moves them by 5e-5 from the first step, a missing bias correction of v by 1e-1."""
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=2e-6, msg=lambda m: f"step {step}: {m}")
+
+
 def test_flatten_parameters_views_and_values():
     model = make_mlp()
     before = [p.detach().clone() for p in model.parameters()]
@@ -104,14 +113,15 @@ def test_flat_adam_matches_torch_adam_step_for_step():
     for step in range(20):
         run_flat_adam(ours, opt, 1, start=step)
         run_torch_adam(theirs, 1, lr, start=step, opt=torch_opt)
-        assert torch.allclose(params, flat_of(theirs), atol=1e-6, rtol=0), step
+        assert_same_trajectory(params, flat_of(theirs), step)
         # the module itself (not only the buffer) moved
-        assert torch.allclose(flat_of(ours), flat_of(theirs), atol=1e-6, rtol=0), step
+        assert_same_trajectory(flat_of(ours), flat_of(theirs), step)
     assert opt.step_count == 20
     assert (params - initial).abs().max() > 1e-2  # it really trained
     torch_state = torch_opt.state[next(theirs.parameters())]
-    assert torch.allclose(opt.exp_avg[: torch_state["exp_avg"].numel()],
-                          torch_state["exp_avg"].reshape(-1), atol=1e-7)
+    # the first moment (|m| <= 2e-2) inherits the gradients' ulp-level differences (measured <= 7e-9)
+    torch.testing.assert_close(opt.exp_avg[: torch_state["exp_avg"].numel()],
+                               torch_state["exp_avg"].reshape(-1), rtol=1e-5, atol=1e-7)
 
 
 def test_flat_adam_lr_change_takes_effect():
@@ -126,7 +136,7 @@ def test_flat_adam_lr_change_takes_effect():
         torch_opt.param_groups[0]["lr"] = lr
         run_flat_adam(ours, opt, 1, start=step)
         run_torch_adam(theirs, 1, lr, start=step, opt=torch_opt)
-    assert torch.allclose(params, flat_of(theirs), atol=1e-6, rtol=0)
+    assert_same_trajectory(params, flat_of(theirs))
 
 
 def test_state_dict_round_trip_continues_identically():
@@ -149,7 +159,7 @@ def test_state_dict_round_trip_continues_identically():
     run_flat_adam(a, opt_a, 5, start=7)
     run_flat_adam(b, opt_b, 5, start=7)
     assert torch.equal(state["exp_avg"], saved_avg)
-    assert torch.equal(pa, pb)  # same ops on the same numbers: bit-identical
+    assert torch.equal(pa, pb)  # same machine, same ops on the same numbers: bit-identical by design
     assert opt_a.step_count == opt_b.step_count == 12
 
     # without restoring the state (fresh moments, step 0) the trajectories differ
@@ -185,17 +195,20 @@ def test_clip_grad_norm_matches_torch(max_norm):
 
     norm = clip_grad_norm_(grads, max_norm)
     torch_norm = torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm)
-    assert norm.item() == pytest.approx(torch_norm.item(), rel=1e-6)
-    assert norm.item() == pytest.approx(torch.linalg.vector_norm(unclipped).item(), rel=1e-6)
+    # float32 norms of 243 numbers summed in different orders (one flat vector vs a norm of
+    # per-tensor norms; lane counts vary with the CPU): measured rel. gap 6e-8
+    assert norm.item() == pytest.approx(torch_norm.item(), rel=1e-5)
+    assert norm.item() == pytest.approx(torch.linalg.vector_norm(unclipped).item(), rel=1e-5)
     torch_grads = torch.cat([p.grad.reshape(-1) for p in theirs.parameters()])
-    assert torch.allclose(grads, torch_grads, atol=1e-7, rtol=1e-6)
+    # scaled by max_norm / (norm + 1e-6): inherits the norms' relative gap
+    torch.testing.assert_close(grads, torch_grads, rtol=1e-5, atol=1e-7)
     after = torch.linalg.vector_norm(grads).item()
     if max_norm < norm.item():
         assert after == pytest.approx(max_norm, rel=1e-4)
         # direction preserved
         assert torch.allclose(grads / after, unclipped / norm, atol=1e-6)
     else:
-        assert torch.equal(grads, unclipped)
+        assert torch.equal(grads, unclipped)  # not clipped: scaled by exactly 1.0, so bit-identical
     # the module's .grad views saw the clipping too
     assert torch.allclose(torch.cat([p.grad.reshape(-1) for p in ours.parameters()]), grads)
 
@@ -224,7 +237,7 @@ def test_flat_rmsprop_matches_torch_rmsprop_step_for_step():
         torch_opt.zero_grad()
         loss_fn(theirs, x, y, step).backward()
         torch_opt.step()
-        assert torch.allclose(params, flat_of(theirs), atol=1e-6, rtol=0), step
+        assert_same_trajectory(params, flat_of(theirs), step)
     assert (params - initial).abs().max() > 1e-2
 
 

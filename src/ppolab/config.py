@@ -303,37 +303,40 @@ def field_help(algo: str = "ppo") -> dict[str, tuple[str, Any]]:
 
 # Hyperparameters tuned on these machines for wall-clock time to solve with every seed solving
 # (see benchmarks/time_to_solve.py and the README's "Presets" section).
+# Budgets are whole rollouts (rollouts * n_envs * n_steps): the steps each setting was measured
+# with. A budget is rounded up to whole rollouts, and a learning-rate schedule a few steps longer
+# changes every update after the first, so a nominal 1.2M would train a different run.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
     "CartPole-v1": dict(
-        n_envs=16, n_steps=32, total_steps=200_000, learning_rate=7e-3, n_epochs=8,
+        n_envs=16, n_steps=32, total_steps=390 * 512, learning_rate=7e-3, n_epochs=8,
         minibatch_size=512, gamma=0.99, gae_lambda=0.9, ent_coef=0.0,
     ),
     "LunarLander-v3": dict(
-        n_envs=16, n_steps=256, total_steps=1_200_000, learning_rate=1e-3, n_epochs=8,
+        n_envs=16, n_steps=256, total_steps=292 * 4096, learning_rate=1e-3, n_epochs=8,
         minibatch_size=256, gamma=0.999, gae_lambda=0.98, ent_coef=0.01,
     ),
     # Tuned here (3 seeds reach about -180 by 100k steps; the best policies score about -150).
     "Pendulum-v1": dict(
-        n_envs=8, n_steps=256, total_steps=200_000, learning_rate=1e-3, n_epochs=10,
+        n_envs=8, n_steps=256, total_steps=97 * 2048, learning_rate=1e-3, n_epochs=10,
         minibatch_size=256, gamma=0.95, gae_lambda=0.95, normalize_rewards=True,
     ),
     # CleanRL's ppo_continuous_action.py, the settings behind its published MuJoCo results.
     **dict.fromkeys(("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5"), dict(
-        n_envs=1, n_steps=2048, total_steps=1_000_000, learning_rate=3e-4, n_epochs=10,
+        n_envs=1, n_steps=2048, total_steps=488 * 2048, learning_rate=3e-4, n_epochs=10,
         minibatch_size=64, gamma=0.99, gae_lambda=0.95, clip_value_loss=True,
         normalize_observations=True, normalize_rewards=True,
     )),
     # The RL Zoo's PPO settings for BipedalWalker-v3.
     "BipedalWalker-v3": dict(
-        n_envs=32, n_steps=2048, total_steps=5_000_000, learning_rate=2.5e-4, n_epochs=10,
+        n_envs=32, n_steps=2048, total_steps=76 * 65_536, learning_rate=2.5e-4, n_epochs=10,
         minibatch_size=64, gamma=0.999, gae_lambda=0.95, clip_coef=0.18,
         normalize_observations=True, normalize_rewards=True,
     ),
 }, "trpo": {
     # Tuned here: seeds 0-3 solved at 62k-67k steps.
-    "CartPole-v1": dict(n_envs=8, n_steps=256, total_steps=200_000, max_kl=0.02),
+    "CartPole-v1": dict(n_envs=8, n_steps=256, total_steps=97 * 2048, max_kl=0.02),
     # Tuned here (the PPO preset's discounting): seed 0 solved at 640k steps.
-    "LunarLander-v3": dict(n_envs=16, n_steps=256, total_steps=1_200_000, max_kl=0.02, gamma=0.999,
+    "LunarLander-v3": dict(n_envs=16, n_steps=256, total_steps=292 * 4096, max_kl=0.02, gamma=0.999,
                            gae_lambda=0.98),
 }, "a2c": {
     # The defaults (8 envs x 5 steps, RMSprop 7e-4) with the RL Zoo's 500k budget: seeds 0-3
@@ -345,9 +348,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
                            learning_rate=8.3e-4, anneal_lr=True, ent_coef=1e-5),
 }, "vpg": {
     # Tuned here: seeds 0-3 solved at 94k-102k steps.
-    "CartPole-v1": dict(n_envs=8, n_steps=512, total_steps=300_000, learning_rate=1e-2),
+    "CartPole-v1": dict(n_envs=8, n_steps=512, total_steps=73 * 4096, learning_rate=1e-2),
     # Tuned here: seeds 0-4 solved at 826k-1,335k steps (median 883k).
-    "LunarLander-v3": dict(n_envs=16, n_steps=512, total_steps=2_000_000, learning_rate=3e-3),
+    "LunarLander-v3": dict(n_envs=16, n_steps=512, total_steps=244 * 8192, learning_rate=3e-3),
 }}
 
 
