@@ -245,3 +245,18 @@ def test_time_axis_ticks_are_plain_seconds(reported: Path) -> None:
     assert not isinstance(axis.xaxis.get_major_formatter(), EngFormatter)
     steps = dict(FIGURE_BUILDERS)["learning_curves_steps.png"](report)[0].axes[0]
     assert steps.get_xlabel() == "environment steps"
+
+
+def test_budget_says_the_steps_asked_for_and_the_steps_trained(reported: Path) -> None:
+    data = load_sweep(reported)
+    assert data.budget_text() == "12,000 steps"  # every synthetic trial trained exactly what was asked
+    done = [t for t in data.trials if t.state == "done"]
+    for trial, trained in zip(done, [12288, 12800] * len(done)):  # two algorithms' rollout sizes
+        trial.result["total_steps"] = trained
+    assert data.budget_text() == "12,288 to 12,800 steps (12,000 asked, rounded up to whole rollouts)"
+    for trial in done:
+        trial.result["total_steps"] = 12288
+    assert data.budget_text() == "12,288 steps (12,000 asked, rounded up to whole rollouts)"
+    data.plan["steps"] = None
+    assert data.budget_text() == "each preset's own budget"
+    assert "Budget: 12,000 steps per trial." in (reported / "report.md").read_text()

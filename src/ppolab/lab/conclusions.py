@@ -44,8 +44,7 @@ def conclude(data: SweepData, reps: int = 2000, summaries: list[ConfigSummary] |
 
     every = summaries if summaries is not None else summarize(data, reps=reps)
     scored = [s for s in every if s.estimates]
-    steps = data.plan["steps"]
-    budget = f"after {steps:,} steps" if steps else "after each preset's total_steps"
+    budget = f"after {data.budget_text()}"
     finished = sorted({len(s.scores) for s in scored})
     planned = len(data.plan["seeds"])
     seeds = f"{planned} seed{'s' * (planned != 1)} per configuration"

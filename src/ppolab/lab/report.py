@@ -56,10 +56,8 @@ def _header_blocks(report: ReportData, conclusion: str | None) -> list:
     blocks: list = [_Heading(title, 1)]
     if conclusion:
         blocks += [_Heading("What the data say"), _Items(conclusion.splitlines())]
-    steps = plan.get("steps")
     blocks.append(_Paragraph(
-        f"Score: the {report.score_text}. Budget: {_number(steps) + ' steps' if steps else 'each preset’s own'}"
-        f" per trial. IQM is the interquartile mean (the mean of the middle 50% of runs); brackets are 95% "
+        f"Score: the {report.score_text}. Budget: {report.data.budget_text()} per trial. IQM is the interquartile mean (the mean of the middle 50% of runs); brackets are 95% "
         f"stratified bootstrap confidence intervals over runs ({report.reps} resamples)."))
     unfinished = sum(t.state in ("pending", "running") for t in report.data.trials)
     if unfinished:

@@ -62,6 +62,19 @@ class SweepData:
         """The configuration labels, in plan order."""
         return [config["label"] for config in self.plan["configs"]]
 
+    def budget_text(self) -> str:
+        """The steps per trial, as asked and as trained: a trial trains whole rollouts, so the
+        budget is rounded up to its algorithm's n_envs * n_steps."""
+        asked = self.plan.get("steps")
+        trained = sorted({int(t.result["total_steps"]) for t in self.trials
+                          if t.state == "done" and t.result and t.result.get("total_steps")})
+        if not asked:
+            return "each preset's own budget"
+        if not trained or trained == [asked]:
+            return f"{asked:,} steps"
+        span = f"{trained[0]:,}" if len(trained) == 1 else f"{trained[0]:,} to {trained[-1]:,}"
+        return f"{span} steps ({asked:,} asked, rounded up to whole rollouts)"
+
 
 def _to_float(text: str) -> float:
     try:
