@@ -284,9 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from ppolab.errors import RunDirectoryError
-    from ppolab.progress import Progress
-    from ppolab.rundir import RunReporter, is_run_dir
-    from ppolab.runlock import RunLock, remove_leftovers, restore_set_aside
+    from ppolab.runlock import RunLock, is_run_dir, remove_leftovers, restore_set_aside
 
     run_dir = Path(args.run_dir)
     lock = restore_set_aside(run_dir)  # a kill during --overwrite left it renamed aside
@@ -299,6 +297,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     lock = lock or RunLock.acquire(run_dir)
     try:
         remove_leftovers(run_dir)
+        from ppolab.progress import Progress  # torch: after the lock, so that a refusal is quick
+        from ppolab.rundir import RunReporter
+
         agent, start, planned = _load_for_resume(run_dir)
     except BaseException:
         lock.release()

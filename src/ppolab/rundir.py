@@ -32,7 +32,7 @@ from ppolab.metrics import (
     truncate_run_files,
 )
 from ppolab.progress import Progress
-from ppolab.runlock import RunLock, check_not_in_use, remove_leftovers
+from ppolab.runlock import RunLock, check_not_in_use, is_run_dir, remove_leftovers
 
 if TYPE_CHECKING:
     from ppolab.agent import Agent
@@ -57,10 +57,6 @@ def check_can_create(run_dir: Path, overwrite: bool = False) -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise RunDirectoryError(f"cannot create {run_dir}: {parent} is not a writable directory")
-
-
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "config.yaml").is_file()
 
 
 class RunReporter:

@@ -169,6 +169,10 @@ def check_not_in_use(run_dir: Path) -> None:
         time.sleep(0.02)
 
 
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.yaml").is_file()
+
+
 # --- what killed processes leave behind
 
 
@@ -284,7 +288,7 @@ def tidy_if_free(path: Path) -> None:
     atomically); nor when the lock cannot be taken at all (a read-only run directory)."""
     lock = restore_set_aside(path) if not os.path.lexists(path) else None
     if lock is None:
-        if not (path / "config.yaml").is_file():
+        if not is_run_dir(path):
             return  # a model file, or not a run directory: nothing of ppolab's to tidy
         try:
             lock = RunLock.try_acquire(path)
