@@ -99,3 +99,28 @@ def test_multidiscrete_matches_product_of_categoricals():
     assert draws.shape == (6, 5, 3)
     for k, n in enumerate(nvec):
         assert int(draws[..., k].min()) >= 0 and int(draws[..., k].max()) < n
+
+
+def test_a_runaway_log_std_is_clamped_so_the_math_stays_finite():
+    """One update with a huge step can push the learned log-std to +-1000; sigma^2 = exp(2 log_std)
+    would then be 0 or inf in float32. The distribution clamps it to [-20, 20]."""
+    from ppolab.action_spaces import ActionSpec
+    from ppolab.distributions import PolicyDistribution
+
+    dist = PolicyDistribution(ActionSpec("box", low=(-1.0, -1.0), high=(1.0, 1.0)))
+    head = torch.zeros(3, 2)
+    actions = torch.full((3, 2), 0.5)
+    for runaway in (-1000.0, 1000.0):
+        log_std = torch.full((2,), runaway, requires_grad=True)
+        log_prob, entropy = dist.log_prob_entropy(head, log_std, actions)
+        clamped = torch.full((2,), 20.0 if runaway > 0 else -20.0)
+        expected_logp, expected_entropy = dist.log_prob_entropy(head, clamped, actions)
+        assert torch.isfinite(log_prob).all() and torch.isfinite(entropy).all()
+        torch.testing.assert_close(log_prob, expected_logp)  # same path, same inputs: exact
+        torch.testing.assert_close(entropy, expected_entropy)
+        assert torch.isfinite(dist.kl(head, torch.zeros(2), head + 1, log_std)).all()
+        sample, sample_logp = dist.sample(head, log_std, torch.Generator().manual_seed(0))
+        assert torch.isfinite(sample).all() and torch.isfinite(sample_logp).all()
+    inside = torch.tensor([-19.5, 19.5])  # within the bounds nothing changes: H = sum(log sigma) + const
+    expected = torch.full((3,), 2 * (0.5 * math.log(2 * math.pi) + 0.5))
+    torch.testing.assert_close(dist.log_prob_entropy(head, inside, actions)[1], expected)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 import typing
@@ -76,20 +77,34 @@ def _seed(text: str) -> int:
     return value
 
 
+MAX_NAME_BYTES = 255 - len("..12345678.tmp")  # the staging name, .NAME.XXXXXXXX.tmp, must fit too
+
+
 def _run_name(text: str) -> str:
     """A run directory's name: one path component inside --out, never a path that leads out."""
     if not text or text.startswith(".") or any(c in text for c in "/\\\0"):
         raise argparse.ArgumentTypeError(
             f"must be a single directory name (no '/', not starting with '.': ppolab's temporary "
             f"names do), got {text!r}; use --out for the parent directory")
+    if len(os.fsencode(text)) > MAX_NAME_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_NAME_BYTES} bytes (file names hold 255, and the run is built under "
+            f"a temporary name {len('..12345678.tmp')} longer), got {len(os.fsencode(text))}")
     return text
+
+
+def one_line(message: str) -> str:
+    """``message`` with its line breaks written as escapes: an error echoes what the user typed
+    (an id, a key, a path), which may hold one, and an error is one line."""
+    return message.translate({10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 0x85: "\\x85",
+                              0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (the usage is one --help away)."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see: {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,12 +243,12 @@ def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from ppolab.agent import Agent
     from ppolab.config import (
+        PRESETS,
         config_class,
         config_file_algo,
+        defaults_origin,
         load_config_file,
         parse_assignments,
-        PRESETS,
-        defaults_origin,
         parse_value,
         preset,
     )
@@ -488,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
                 "check-env": cmd_check_env, "sweep": cmd_sweep, "report": cmd_report,
                 "exercise": cmd_exercise}[args.command](args)
     except PPOLabError as exc:
-        print(f"ppolab: error: {exc}", file=sys.stderr)
+        print(f"ppolab: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nppolab: interrupted", file=sys.stderr)

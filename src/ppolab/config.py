@@ -71,6 +71,9 @@ def _positive(high: float = FLOAT32_MAX) -> Bounds:
 
 UNIT = Bounds(0.0, 1.0)
 OPEN_UNIT = Bounds(0.0, 1.0, low_open=True, high_open=True)
+# Adam and RMSprop move each weight by about the learning rate per step (RMSprop's first steps
+# by lr / sqrt(1 - alpha)): beyond 0.1, one update throws the networks out of float32's range.
+LEARNING_RATE = Bounds(0.0, 0.1, low_open=True)
 COEFFICIENT = Bounds(0.0, 100.0)  # loss weights: beyond this one term drowns every other
 FLOAT32 = Bounds(-FLOAT32_MAX, FLOAT32_MAX)
 MAX_HIDDEN_LAYERS = 8
@@ -109,7 +112,7 @@ class Config:
     normalize_rewards: bool = _f(False, "scale rewards by the running std of the discounted return")
     reward_clip: float = _f(10.0, "clip scaled rewards to +-this, > 0", _positive())
     # --- optimization
-    learning_rate: float = _f(2.5e-4, "step size of the optimizer (Adam, eps=1e-5), in (0, 1]", _positive(1.0))
+    learning_rate: float = _f(2.5e-4, "step size of the optimizer (Adam, eps=1e-5), in (0, 0.1]", LEARNING_RATE)
     anneal_lr: bool = _f(True, "anneal the learning rate linearly to 0 over total_steps")
     ent_coef: float = _f(0.0, "entropy bonus coefficient c2, in [0, 100]", COEFFICIENT)
     max_grad_norm: float = _f(0.5, "global gradient-norm clip, > 0", _positive())
@@ -120,7 +123,8 @@ class Config:
     activation: str = _f("tanh", "hidden activation: tanh | relu", ACTIVATIONS)
     shared_trunk: bool = _f(False, "one trunk for actor and critic instead of two")
     log_std_init: float = _f(
-        0.0, "Box actions: initial log standard deviation of the Gaussian policy, in [-20, 20]",
+        0.0, "Box actions: initial log standard deviation of the Gaussian policy, in [-20, 20] (the "
+        "learned one is kept there too)",
         Bounds(-20.0, 20.0))
     squash_actions: bool = _f(
         False, "Box actions: tanh-squash samples into the bounds instead of clipping them"
@@ -265,9 +269,9 @@ class VPGConfig(CriticFitConfig):
         "mc", "gae | td0 | nstep | mc: GAE(lambda), one-step TD, n-step, or Monte-Carlo return minus V"
     )
     n_steps: int = _f(512, "T: steps per environment per rollout (batch = T * N)")
-    learning_rate: float = _f(3e-3, "Adam step size of the policy, in (0, 1]")
+    learning_rate: float = _f(3e-3, "Adam step size of the policy, in (0, 0.1]")
     vf_learning_rate: float = _f(1e-3, "Adam step size of the value function (annealed with learning_rate), "
-                                 "in (0, 1]", _positive(1.0))
+                                 "in (0, 0.1]", LEARNING_RATE)
 
 
 @dataclass(frozen=True)
@@ -278,10 +282,12 @@ class A2CConfig(JointLossConfig):
     n_steps: int = _f(5, "T: steps per environment per rollout (batch = T * N)")
     gae_lambda: float = _f(1.0, "GAE lambda in [0, 1] (1 with short rollouts: A2C's n-step returns)")
     normalize_advantages: bool = _f(False, "normalize advantages per minibatch")
-    learning_rate: float = _f(7e-4, "step size of the optimizer (RMSprop or Adam), in (0, 1]")
+    learning_rate: float = _f(7e-4, "step size of the optimizer (RMSprop or Adam), in (0, 0.1]")
     anneal_lr: bool = _f(False, "anneal the learning rate linearly to 0 over total_steps")
     optimizer: str = _f("rmsprop", "rmsprop | adam", OPTIMIZERS)
-    rmsprop_alpha: float = _f(0.99, "RMSprop's smoothing constant alpha in (0, 1)", OPEN_UNIT)
+    rmsprop_alpha: float = _f(
+        0.99, "RMSprop's smoothing constant alpha in (0, 0.9999] (its first step is about "
+        "learning_rate / sqrt(1 - alpha) per weight: RMSprop has no bias correction)", Bounds(0.0, 0.9999, low_open=True))
     optimizer_eps: float = _f(1e-5, "epsilon of the optimizer's denominator, in [1e-12, 1]", Bounds(1e-12, 1.0))
 
 

@@ -118,6 +118,16 @@ def multi_sample(log_probs: list[torch.Tensor], generator: torch.Generator | Non
     return torch.stack([sample(lp, generator) for lp in log_probs], dim=-1)
 
 
+LOG_STD_BOUNDS = (-20.0, 20.0)  # as config.log_std_init's bounds
+
+
+def bounded_log_std(log_std: torch.Tensor) -> torch.Tensor:
+    """The learned log-std clamped to ``LOG_STD_BOUNDS``: sigma^2 = exp(2 log_std) stays a
+    finite, non-zero float32 whatever an update did (a huge learning rate or entropy bonus can
+    push the parameter to +-1000 in one update; the gradient is 0 beyond the bounds)."""
+    return log_std.clamp(*LOG_STD_BOUNDS)
+
+
 class PolicyDistribution:
     """Sampling, log-probabilities and entropies for one :class:`ActionSpec`, from the policy
     head's output (and, for Box actions, the log-std parameter)."""
@@ -143,7 +153,7 @@ class PolicyDistribution:
             parts = multi_log_softmax(head, self.spec.nvec)
             action = multi_sample(parts, generator)
             return action, multi_log_prob(parts, action)
-        log_std = log_std.expand_as(head)
+        log_std = bounded_log_std(log_std).expand_as(head)
         action = gaussian_sample(head, log_std, generator)
         return action, self._box_log_prob(head, log_std, action)
 
@@ -156,7 +166,7 @@ class PolicyDistribution:
         if self.kind == "multidiscrete":
             parts = multi_log_softmax(head, self.spec.nvec)
             return multi_log_prob(parts, actions), multi_entropy(parts)
-        log_std = log_std.expand_as(head)
+        log_std = bounded_log_std(log_std).expand_as(head)
         return self._box_log_prob(head, log_std, actions), gaussian_entropy(log_std)
 
     def kl(self, old_head: torch.Tensor, old_log_std: torch.Tensor | None, head: torch.Tensor,
@@ -170,7 +180,8 @@ class PolicyDistribution:
             nvec = self.spec.nvec
             pairs = zip(multi_log_softmax(old_head, nvec), multi_log_softmax(head, nvec))
             return sum(kl(old, new) for old, new in pairs)
-        return gaussian_kl(old_head, old_log_std.expand_as(old_head), head, log_std.expand_as(head))
+        return gaussian_kl(old_head, bounded_log_std(old_log_std).expand_as(old_head), head,
+                           bounded_log_std(log_std).expand_as(head))
 
     def mode(self, head: torch.Tensor) -> torch.Tensor:
         """The most likely action (deterministic evaluation): argmax, or the Gaussian mean."""
