@@ -277,7 +277,8 @@ def test_continuous_actions_without_a_preset_get_the_continuous_defaults():
     from ppolab.config import CONTINUOUS_DEFAULTS, config_class
 
     for algo in CONTINUOUS_DEFAULTS:
-        config, _ = default_config("MountainCarContinuous-v0", algo)
+        config, _, origin = default_config("MountainCarContinuous-v0", algo)
+        assert origin.startswith(f"the {algo} continuous-control defaults")
         assert config == config_class(algo)(**CONTINUOUS_DEFAULTS[algo])
         assert config.normalize_observations and config.normalize_rewards
         assert default_config("Acrobot-v1", algo)[0] == config_class(algo)()  # discrete: the defaults

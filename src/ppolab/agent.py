@@ -20,7 +20,16 @@ from ppolab.algos.ppo import PPOUpdate
 from ppolab.algos.trpo import TRPOUpdate
 from ppolab.algos.vpg import VPGUpdate
 from ppolab.checkpoints import model_path
-from ppolab.config import PRESETS, A2CConfig, Config, PPOConfig, TRPOConfig, VPGConfig, preset
+from ppolab.config import (
+    PRESETS,
+    A2CConfig,
+    Config,
+    PPOConfig,
+    TRPOConfig,
+    VPGConfig,
+    defaults_origin,
+    preset,
+)
 from ppolab.envs import EnvInfo, EnvSource, action_kind, make_vec_env, resolve_env_id
 from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
@@ -29,16 +38,17 @@ from ppolab.rollout import Collector
 from ppolab.train import Reporter, TrainResult, plan, seed_everything, train
 
 
-def default_config(env: EnvSource, algo: str) -> tuple[Config, EnvSource]:
+def default_config(env: EnvSource, algo: str) -> tuple[Config, EnvSource, str]:
     """The config ``algo`` starts from on ``env`` before any override: the tuned preset for a
     registered id that has one, else the defaults for its kind of actions (continuous-control
-    settings for Box actions, see ``ppolab.config.CONTINUOUS_DEFAULTS``); and the source to
-    make the envs from (see :func:`ppolab.envs.action_kind`)."""
+    settings for Box actions, see ``ppolab.config.CONTINUOUS_DEFAULTS``); the source to make
+    the envs from (see :func:`ppolab.envs.action_kind`); and which settings these are, in words
+    (:func:`ppolab.config.defaults_origin`)."""
     env_id = env if isinstance(env, str) else None
-    if env_id in PRESETS.get(algo, {}):
-        return preset(env_id, algo), env
-    kind, env = action_kind(env)
-    return preset(env_id, algo, kind), env
+    kind = None
+    if env_id not in PRESETS.get(algo, {}):  # only then do the actions decide: make one env to look
+        kind, env = action_kind(env)
+    return preset(env_id, algo, kind), env, defaults_origin(env_id, algo, kind)
 
 
 class Agent:
@@ -69,7 +79,7 @@ class Agent:
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
                               f"got a {type(config).__name__}")
         if config is None:
-            config, env = default_config(env, self.algo)
+            config, env, _ = default_config(env, self.algo)
         self.config = config.replace(**hyperparameters) if hyperparameters else config
         vec_env, info = make_vec_env(env, self.config.n_envs, self.config.vectorization,
                                      self.config.squash_actions)

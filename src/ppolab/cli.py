@@ -241,18 +241,15 @@ def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ppolab.agent import Agent
+    from ppolab.agent import Agent, default_config
     from ppolab.config import (
-        PRESETS,
         config_class,
         config_file_algo,
-        defaults_origin,
         load_config_file,
         parse_assignments,
         parse_value,
-        preset,
     )
-    from ppolab.envs import action_kind, resolve_env_id
+    from ppolab.envs import resolve_env_id
     from ppolab.errors import ConfigError
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter, check_can_create
@@ -273,8 +270,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["total_steps"] = parse_value("--steps", args.steps, int)
     if args.no_early_stop:
         overrides["stop_when_solved"] = False
-    kind = None if env_id in PRESETS.get(algo, {}) else action_kind(env_id)[0]
-    config = preset(env_id, algo, kind).replace(**overrides)  # validates every field
+    defaults, _, origin = default_config(env_id, algo)
+    config = defaults.replace(**overrides)  # validates every field
 
     name = args.name or f"{env_id.replace(':', '.').replace('/', '.')}-{algo}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(args.out) / name
@@ -292,7 +289,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         planned = agent.schedule[1]
         print(f"training {algo.upper()} on {env_id} (seed {config.seed}, {planned:,} steps: {planned // config.batch_size:,} "
               f"rollouts of {config.n_envs} envs x {config.n_steps} steps) -> {run_dir}\n"
-              f"settings: {defaults_origin(env_id, algo, kind)}" + (" and your overrides" if args.set or args.config else ""),
+              f"settings: {origin}" + (" and your overrides" if args.set or args.config else ""),
               file=sys.stderr)
     return _run_training(agent, reporter, run_dir, agent.resume)
 
