@@ -13,6 +13,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, fields
 from importlib import metadata
@@ -42,6 +43,44 @@ def run_process(command: list[str], log: Path, timeout: float | None) -> tuple[i
             process.wait()
             code = None
     return code, time.perf_counter() - started
+
+
+def run_process_peak_rss(command: list[str], log: Path, timeout: float | None) -> tuple[int | None, float, int]:
+    """As :func:`run_process`, and also the peak resident set size of the run, in KiB.
+
+    The peak is the ``ru_maxrss`` that ``os.wait4`` returns when it reaps this one child: the
+    largest RSS the child reached, or any descendant it waited for (Linux merges a reaped
+    child's peak into its parent's). ``getrusage(RUSAGE_CHILDREN)`` cannot give this per run:
+    its ``ru_maxrss`` is the largest peak of *all* children reaped so far, a high-water mark
+    that a smaller later run leaves unchanged, so before/after deltas are meaningless.
+    A timeout kills the process group from a timer thread; Ctrl-C here kills it too."""
+    started = time.perf_counter()
+    killed = threading.Event()
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def kill() -> None:
+            killed.set()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill) if timeout is not None else None
+        if timer is not None:
+            timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            kill()
+            process.wait()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    code = None if killed.is_set() and os.WIFSIGNALED(status) else process.returncode
+    return code, time.perf_counter() - started, usage.ru_maxrss
 
 
 def log_tail(log: Path, lines: int = 15) -> str:

@@ -32,23 +32,31 @@ class _BoxObsDiscreteActions(gym.Env):
 # --------------------------------------------------------------------------- unsupported spaces
 
 
-class DictObsEnv(_BoxObsDiscreteActions):
-    """Dict observations: ppolab must refuse it (it supports Box only)."""
+class TextObsEnv(_BoxObsDiscreteActions):
+    """Text observations: no encoder handles them, ppolab must refuse it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Text(8)
+
+
+class DictWithTextEnv(_BoxObsDiscreteActions):
+    """A Dict with a text part (like MiniGrid's mission): dropped with a notice, or refused."""
 
     def __init__(self) -> None:
         super().__init__()
         self.observation_space = spaces.Dict({
             "position": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
-            "flag": spaces.Discrete(2),
+            "note": spaces.Text(8),
         })
 
 
-class DiscreteObsEnv(_BoxObsDiscreteActions):
-    """Discrete observations: ppolab must refuse it (it supports Box only)."""
+class TinyImageEnv(_BoxObsDiscreteActions):
+    """A 6x6 uint8 image: too small for the default (Nature) CNN."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.observation_space = spaces.Discrete(5)
+        self.observation_space = spaces.Box(0, 255, shape=(6, 6, 3), dtype=np.uint8)
 
 
 class TupleActionEnv(_BoxObsDiscreteActions):
@@ -461,3 +469,113 @@ class NeedsArgumentEnv(_BoxObsDiscreteActions):
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
+
+
+# --------------------------------------------------------------------------- observation kinds
+
+
+class PixelSideEnv(gym.Env):
+    """A pixel task for the CNN: a 12x12 single-channel uint8 image (channel-last) with one
+    bright 2x2 square somewhere on a noisy dark background; action 0 is right when the square
+    is in the left half, action 1 when it is in the right half. Reward 1 for a right answer, a new
+    image every step, 8 steps an episode: a random policy scores 4, a perfect one 8."""
+
+    metadata = {"render_modes": []}
+    size, length = 12, 8
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(0, 255, shape=(self.size, self.size, 1), dtype=np.uint8)
+        self.action_space = spaces.Discrete(2)
+
+    def _draw(self) -> np.ndarray:
+        image = self.np_random.integers(0, 40, size=(self.size, self.size, 1), dtype=np.uint8)
+        row = int(self.np_random.integers(0, self.size - 1))
+        self.side = int(self.np_random.integers(0, 2))
+        half = self.size // 2
+        col = int(self.np_random.integers(0, half - 1)) + self.side * half
+        image[row:row + 2, col:col + 2] = 255
+        return image
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._draw(), {}
+
+    def step(self, action):
+        reward = float(int(action) == self.side)
+        self.t += 1
+        return self._draw(), reward, False, self.t >= self.length, {}
+
+
+class DictMixEnv(gym.Env):
+    """Dict observations of three kinds: a 6x6x1 uint8 image, a 2-float vector and a
+    Discrete(3) mode. The right action (of 2) depends on the mode: in mode 0 whether the image's
+    bright pixel is in its right half, in mode 1 whether vector[0] > 0, in mode 2 always 1.
+    Reward 1 for a right action, 8 steps an episode: random scores 4, perfect 8."""
+
+    metadata = {"render_modes": []}
+    length = 8
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Dict({
+            "image": spaces.Box(0, 255, shape=(6, 6, 1), dtype=np.uint8),
+            "vector": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            "mode": spaces.Discrete(3),
+        })
+        self.action_space = spaces.Discrete(2)
+
+    def _observe(self) -> dict:
+        image = np.zeros((6, 6, 1), dtype=np.uint8)
+        right = int(self.np_random.integers(0, 2))
+        image[int(self.np_random.integers(0, 6)), int(self.np_random.integers(0, 3)) + 3 * right] = 255
+        vector = self.np_random.uniform(-1.0, 1.0, size=2).astype(np.float32)
+        mode = int(self.np_random.integers(0, 3))
+        self.answer = (right, int(vector[0] > 0), 1)[mode]
+        return {"image": image, "vector": vector, "mode": mode}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        reward = float(int(action) == self.answer)
+        self.t += 1
+        return self._observe(), reward, False, self.t >= self.length, {}
+
+
+class NestedObsEnv(_BoxObsDiscreteActions):
+    """Nested Dict/Tuple observations of every leaf kind (for encoder shape tests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Dict({
+            "camera": spaces.Box(0, 255, shape=(3, 40, 40), dtype=np.uint8),
+            "state": spaces.Tuple((
+                spaces.Box(-1.0, 1.0, shape=(2, 3), dtype=np.float32),
+                spaces.Discrete(4, start=1),
+                spaces.Dict({"bits": spaces.MultiBinary(5), "dice": spaces.MultiDiscrete([2, 6])}),
+            )),
+        })
+
+
+def tiny_encoder(observation_space):
+    """A user's encoder factory: a flatten and one linear layer of 16 features."""
+    import math
+
+    import torch
+
+    n = math.prod(observation_space.shape)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(16) if n == 0 else torch.nn.Linear(n, 16),
+                               torch.nn.Tanh())
+
+
+def wrong_shape_encoder(observation_space):
+    """A user's encoder whose output is not [batch, features]."""
+    import torch
+
+    return torch.nn.Identity()
+
+
+def not_a_module_encoder(observation_space):
+    return "not a module"

@@ -11,8 +11,23 @@ import torch
 
 from ppolab import PPO
 from ppolab.action_spaces import ActionSpec
-from ppolab.distributions import PolicyDistribution
+from ppolab.distributions import Categorical, DiagGaussian, MultiCategorical, PolicyHead
 from ppolab.errors import EnvironmentSpecError
+
+
+def distribution_for(spec: ActionSpec, head: torch.Tensor, log_std: torch.Tensor | None = None):
+    """The distribution that a :class:`PolicyHead` for ``spec`` makes when its linear layer
+    outputs ``head`` (identity weights, zero bias) and, for Box actions, its log-std is ``log_std``."""
+    policy_head = PolicyHead(spec.head_dim, spec)
+    with torch.no_grad():
+        policy_head.weight.copy_(torch.eye(spec.head_dim))
+        policy_head.bias.zero_()
+        if log_std is not None and spec.kind == "box":
+            policy_head.log_std.copy_(log_std)
+    dist = policy_head(head)
+    expected_type = {"discrete": Categorical, "multidiscrete": MultiCategorical, "box": DiagGaussian}[spec.kind]
+    assert type(dist) is expected_type
+    return dist
 
 
 def test_specs_from_spaces():
@@ -42,30 +57,34 @@ def test_squashing_needs_finite_bounds():
 
 
 def test_box_actions_are_clipped_for_the_env_but_stored_unclipped():
-    dist = PolicyDistribution(ActionSpec.from_space(gym.spaces.Box(-1.0, 1.0, shape=(2,))))
+    spec = ActionSpec.from_space(gym.spaces.Box(-1.0, 1.0, shape=(2,)))
     mean, log_std = torch.tensor([[3.0, -3.0]]), torch.zeros(2)
-    action, logp = dist.sample(mean, log_std, torch.Generator().manual_seed(0))
-    assert np.all(np.abs(dist.to_env(action)) <= 1.0)
+    with torch.no_grad():  # as when acting
+        dist = distribution_for(spec, mean, log_std)
+        action = dist.sample(torch.Generator().manual_seed(0))
+        logp = dist.log_prob(action)
+    assert not dist.squash
+    assert np.all(np.abs(spec.to_env(action.numpy())) <= 1.0)
     # the stored sample is the unclipped one, and its log-prob is the Gaussian's
     expected = -0.5 * ((action - mean) ** 2).sum() - 2 * 0.5 * math.log(2 * math.pi)
     assert torch.allclose(logp, expected.reshape(1), atol=1e-5)
-    again, _ = dist.log_prob_entropy(mean, log_std, action)
+    again = DiagGaussian(mean, log_std).log_prob(action)
     assert torch.allclose(again, logp)
-    assert dist.mode(mean).tolist() == [[3.0, -3.0]]
+    assert dist.mode().tolist() == [[3.0, -3.0]]
 
 
 def test_squashed_actions_map_into_the_bounds():
-    dist = PolicyDistribution(ActionSpec.from_space(gym.spaces.Box(0.0, 4.0, shape=(1,)), squash=True))
-    u = torch.tensor([[-50.0], [0.0], [50.0]])
-    assert dist.to_env(u).ravel().tolist() == pytest.approx([0.0, 2.0, 4.0])
+    spec = ActionSpec.from_space(gym.spaces.Box(0.0, 4.0, shape=(1,)), squash=True)
+    u = np.array([[-50.0], [0.0], [50.0]], dtype=np.float32)
+    assert spec.to_env(u).ravel().tolist() == pytest.approx([0.0, 2.0, 4.0])
+    assert distribution_for(spec, torch.zeros(1, 1)).squash  # the head scores the pre-squash sample
 
 
 def test_multidiscrete_offsets_reach_the_env():
     spec = ActionSpec.from_space(gym.spaces.MultiDiscrete([2, 3], start=[1, -1]))
-    dist = PolicyDistribution(spec)
-    assert dist.to_env(torch.tensor([[0, 0], [1, 2]])).tolist() == [[1, -1], [2, 1]]
+    assert spec.to_env(np.array([[0, 0], [1, 2]])).tolist() == [[1, -1], [2, 1]]
     head = torch.tensor([[0.0, 5.0, 5.0, 0.0, 0.0]])
-    assert dist.mode(head).tolist() == [[1, 0]]
+    assert distribution_for(spec, head).mode().tolist() == [[1, 0]]
 
 
 @pytest.mark.parametrize("env_id, squash", [
@@ -88,9 +107,9 @@ def test_save_load_predict_round_trip(tmp_path, env_id, squash):
 
 def test_gaussian_log_std_is_learned_and_initialized_from_config():
     agent = PPO("envs_for_tests:TargetBoxEnv", seed=0, n_envs=2, n_steps=32, minibatch_size=32, log_std_init=-0.5)
-    assert torch.allclose(agent.policy.log_std, torch.full((2,), -0.5))
+    assert torch.allclose(agent.policy.policy_head.log_std, torch.full((2,), -0.5))
     agent.learn(256)
-    assert not torch.allclose(agent.policy.log_std, torch.full((2,), -0.5))
+    assert not torch.allclose(agent.policy.policy_head.log_std, torch.full((2,), -0.5))
     agent.close()
 
 
@@ -101,13 +120,16 @@ def test_gaussian_log_std_is_learned_and_initialized_from_config():
     (gym.spaces.Box(-1.0, 1.0, (2,)), True),
 ])
 def test_policy_kl_against_torch_distributions(space, squash):
-    """PolicyDistribution.kl is the exact KL(old || new), per state, for every action space."""
+    """dist.kl(other) is the exact KL(dist || other), per state, for every action space."""
     spec = ActionSpec.from_space(space, squash=squash)
-    dist = PolicyDistribution(spec)
     g = torch.Generator().manual_seed(0)
     old_head, head = torch.randn(5, spec.head_dim, generator=g), torch.randn(5, spec.head_dim, generator=g)
     old_log_std, log_std = torch.randn(spec.head_dim, generator=g) * 0.3, torch.randn(spec.head_dim, generator=g) * 0.3
-    got = dist.kl(old_head, old_log_std, head, log_std)
+
+    def make(h: torch.Tensor, s: torch.Tensor):
+        return distribution_for(spec, h, s)
+
+    got = make(old_head, old_log_std).kl(make(head, log_std))
     td = torch.distributions
     if spec.kind == "box":
         expected = td.kl_divergence(td.Normal(old_head, old_log_std.exp()), td.Normal(head, log_std.exp())).sum(-1)
@@ -117,4 +139,4 @@ def test_policy_kl_against_torch_distributions(space, squash):
                        for a, b in zip(old_head.split(sizes, -1), head.split(sizes, -1)))
     assert got.shape == (5,)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    assert torch.allclose(dist.kl(head, log_std, head, log_std), torch.zeros(5), atol=1e-6)
+    assert torch.allclose(make(head, log_std).kl(make(head, log_std)), torch.zeros(5), atol=1e-6)

@@ -71,7 +71,7 @@ def test_predict_single_and_batch(trained):
     assert all(space.contains(a) for a in actions)
     stochastic = loaded.predict(batch, deterministic=False)
     assert stochastic.shape == (32,) and set(stochastic.tolist()) <= {0, 1}
-    with pytest.raises(ValueError, match="observation shape"):
+    with pytest.raises(ValueError, match=r"got an observation of shape \(5, 3\) instead of \(5, 4\)"):
         loaded.predict(np.zeros((5, 3), dtype=np.float32))
 
 
@@ -263,7 +263,8 @@ def test_pickle_exploit_plain_pickle_file(tmp_path):
 
 def test_load_with_a_different_observation_shape(trained):
     _, _, path = trained
-    with pytest.raises(ModelFileError, match=r"\(4,\)"):
+    with pytest.raises(ModelFileError, match=r"observations vector 4 \(4 values\).*this env has 4 envs, "
+                                             r"observations vector 2 \(2 values\)"):
         PPO.load(path, env=E.TwoFloatObsEnv)
 
 

@@ -43,7 +43,7 @@ def test_nan_observation_fails_the_random_steps(run_cli):
 
 
 @pytest.mark.parametrize(("env_name", "expected"), [
-    ("DictObsEnv", "unsupported observation space Dict("),
+    ("TextObsEnv", "unsupported observation space Text("),
     ("TupleActionEnv", "unsupported action space Tuple(Discrete(2), Discrete(3))"),
 ])
 def test_unsupported_space_fails_and_is_named(run_cli, env_name, expected):
@@ -109,8 +109,23 @@ def test_a_good_user_env_passes_and_episodes_are_counted():
     report = check_environment("envs_for_tests:SignEnv", steps=95)
     assert report.ok, report.render()
     assert report.checks[-1].detail == "9 episodes ended"
-    assert "ppolab will use: a categorical policy over 2 actions (1..2), MLPs on the 3 observation values" \
-        in report.description
+    assert "ppolab will use: a categorical policy over 2 actions (1..2)" in report.description
+    assert "  encoder: vector 3 (3 values) -> 3 values to the MLP" in report.description
+
+
+def test_check_env_says_which_encoders_it_would_build():
+    report = check_environment("envs_for_tests:DictWithTextEnv", steps=10)
+    spaces_check = next(c for c in report.checks if c.name == "ppolab supports the spaces")
+    assert spaces_check.passed, report.render()
+    assert "  encoder: position: vector 2 (2 values) -> 2 values to the MLP" in report.description
+    assert "  encoder: dropped (no encoder): note: Text" in report.description
+    assert "dropping observation note: Text" in report.render()
+    report = check_environment("envs_for_tests:PixelSideEnv", steps=10)
+    assert ("  encoder: image 12x12x1 uint8 (channel-last) -> CNN (the Nature CNN): /255, conv 32 8x8/4, "
+            "64 4x4/2, 64 3x3/1, linear 512, ReLU") in report.description
+    spaces_check = next(c for c in report.checks if c.name == "ppolab supports the spaces")
+    assert not spaces_check.passed and "12x12 pixels is too small for the CNN" in spaces_check.detail
+
 
 
 def test_gymnasium_warnings_are_reported_as_warnings():
@@ -122,7 +137,8 @@ def test_gymnasium_warnings_are_reported_as_warnings():
 
 def test_a_class_that_cannot_be_made_is_a_spec_error():
     with pytest.raises(EnvironmentSpecError, match=r"^'envs_for_tests:NeedsArgumentEnv' failed to create an env "
-                       r"\(TypeError: .*missing 1 required positional argument: 'level'\)$"):
+                       r"\(TypeError: .*missing 1 required positional argument: 'level'\); pass a class or factory that "
+                       r"can be called with no arguments$"):
         check_environment("envs_for_tests:NeedsArgumentEnv")
 
 

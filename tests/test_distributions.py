@@ -112,3 +112,28 @@ def test_sample_never_picks_an_impossible_action():
     lp = D.log_softmax(torch.tensor([0.0, float("-inf"), 0.0, float("-inf")]).expand(20_000, 4))
     actions = D.sample(lp, torch.Generator().manual_seed(0))
     assert set(actions.unique().tolist()) == {0, 2}
+
+
+def test_categorical_object_against_torch():
+    """``D.Categorical`` (what the policy head returns for Discrete actions): the same numbers as
+    torch.distributions.Categorical, per state, and its KL is KL(self || other)."""
+    logits, other_logits = random_logits(6, 4, seed=8), random_logits(6, 4, seed=9)
+    ours, other = D.Categorical(logits), D.Categorical(other_logits)
+    oracle, oracle_other = Categorical(logits=logits), Categorical(logits=other_logits)
+    actions = torch.randint(0, 4, (6,), generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(ours.log_prob(actions), oracle.log_prob(actions), atol=1e-12)
+    assert torch.allclose(ours.entropy(), oracle.entropy(), atol=1e-12)
+    assert torch.allclose(ours.kl(other), kl_divergence(oracle, oracle_other), atol=1e-12)
+    assert not torch.allclose(ours.kl(other), other.kl(ours))  # the direction matters
+    assert torch.equal(ours.mode(), logits.argmax(-1))
+    # sample is D.sample on the log-probabilities: the same draws from the same seed
+    assert torch.equal(ours.sample(torch.Generator().manual_seed(5)),
+                       D.sample(D.log_softmax(logits), torch.Generator().manual_seed(5)))
+    # index: the distributions of some rows; detach: the same numbers without a graph
+    rows = torch.tensor([4, 0, 4])
+    assert torch.equal(ours.index(rows).logits, logits[rows])
+    assert torch.equal(ours.index(slice(1, 3)).log_prob(actions[1:3]), ours.log_prob(actions)[1:3])
+    tracked = D.Categorical(logits.clone().requires_grad_(True))
+    frozen = tracked.detach()
+    assert tracked.entropy().requires_grad and not frozen.entropy().requires_grad
+    assert torch.equal(frozen.logits, tracked.logits.detach())

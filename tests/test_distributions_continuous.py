@@ -104,23 +104,71 @@ def test_multidiscrete_matches_product_of_categoricals():
 def test_a_runaway_log_std_is_clamped_so_the_math_stays_finite():
     """One update with a huge step can push the learned log-std to +-1000; sigma^2 = exp(2 log_std)
     would then be 0 or inf in float32. The distribution clamps it to [-20, 20]."""
-    from ppolab.action_spaces import ActionSpec
-    from ppolab.distributions import PolicyDistribution
+    from ppolab.distributions import DiagGaussian
 
-    dist = PolicyDistribution(ActionSpec("box", low=(-1.0, -1.0), high=(1.0, 1.0)))
     head = torch.zeros(3, 2)
     actions = torch.full((3, 2), 0.5)
     for runaway in (-1000.0, 1000.0):
         log_std = torch.full((2,), runaway, requires_grad=True)
-        log_prob, entropy = dist.log_prob_entropy(head, log_std, actions)
-        clamped = torch.full((2,), 20.0 if runaway > 0 else -20.0)
-        expected_logp, expected_entropy = dist.log_prob_entropy(head, clamped, actions)
+        dist = DiagGaussian(head, log_std)
+        log_prob, entropy = dist.log_prob(actions), dist.entropy()
+        clamped = DiagGaussian(head, torch.full((2,), 20.0 if runaway > 0 else -20.0))
+        expected_logp, expected_entropy = clamped.log_prob(actions), clamped.entropy()
         assert torch.isfinite(log_prob).all() and torch.isfinite(entropy).all()
         torch.testing.assert_close(log_prob, expected_logp)  # same path, same inputs: exact
         torch.testing.assert_close(entropy, expected_entropy)
-        assert torch.isfinite(dist.kl(head, torch.zeros(2), head + 1, log_std)).all()
-        sample, sample_logp = dist.sample(head, log_std, torch.Generator().manual_seed(0))
+        assert torch.isfinite(DiagGaussian(head, torch.zeros(2)).kl(DiagGaussian(head + 1, log_std))).all()
+        sample = dist.sample(torch.Generator().manual_seed(0))
+        sample_logp = dist.log_prob(sample)
         assert torch.isfinite(sample).all() and torch.isfinite(sample_logp).all()
+        # squashed too: the same clamp, and the tanh correction stays finite
+        squashed = DiagGaussian(head, log_std, squash=True)
+        assert torch.isfinite(squashed.log_prob(squashed.sample(torch.Generator().manual_seed(0)))).all()
     inside = torch.tensor([-19.5, 19.5])  # within the bounds nothing changes: H = sum(log sigma) + const
     expected = torch.full((3,), 2 * (0.5 * math.log(2 * math.pi) + 0.5))
-    torch.testing.assert_close(dist.log_prob_entropy(head, inside, actions)[1], expected)
+    torch.testing.assert_close(DiagGaussian(head, inside).entropy(), expected)
+
+
+def test_distribution_objects_against_torch():
+    """``D.MultiCategorical`` and ``D.DiagGaussian`` (what the policy head returns for
+    MultiDiscrete and Box actions) against torch.distributions, per state."""
+    nvec = (3, 2, 4)
+    logits, other_logits = randn(7, sum(nvec)), randn(7, sum(nvec))
+    multi, other = D.MultiCategorical(logits, nvec), D.MultiCategorical(other_logits, nvec)
+    parts = [Categorical(logits=p) for p in logits.split(list(nvec), dim=-1)]
+    other_parts = [Categorical(logits=p) for p in other_logits.split(list(nvec), dim=-1)]
+    actions = torch.stack([torch.randint(0, n, (7,), generator=G) for n in nvec], dim=-1)
+    assert_matches_oracle(multi.log_prob(actions), sum(c.log_prob(actions[:, k]) for k, c in enumerate(parts)))
+    assert_matches_oracle(multi.entropy(), sum(c.entropy() for c in parts))
+    assert_matches_oracle(multi.kl(other), sum(kl_divergence(p, q) for p, q in zip(parts, other_parts)))
+    assert torch.equal(multi.mode(), torch.stack([p.logits.argmax(-1) for p in parts], -1))
+    assert multi.sample(torch.Generator().manual_seed(0)).shape == (7, 3)
+    assert torch.equal(multi.index(slice(2, 5)).log_prob(actions[2:5]), multi.log_prob(actions)[2:5])
+    assert torch.equal(multi.detach().logits, logits)
+
+    mean, log_std = randn(7, 2), 0.3 * randn(2)  # a state-independent log-std, broadcast per state
+    mean_q, log_std_q = randn(7, 2), 0.3 * randn(2)
+    gauss, gauss_q = D.DiagGaussian(mean, log_std), D.DiagGaussian(mean_q, log_std_q)
+    assert gauss.log_std.shape == (7, 2)
+    oracle_p, oracle_q = oracle(mean, log_std.expand(7, 2)), oracle(mean_q, log_std_q.expand(7, 2))
+    u = randn(7, 2)
+    assert_matches_oracle(gauss.log_prob(u), oracle_p.log_prob(u))
+    assert_matches_oracle(gauss.entropy(), oracle_p.entropy())
+    assert_matches_oracle(gauss.kl(gauss_q), kl_divergence(oracle_p, oracle_q))
+    assert torch.equal(gauss.mode(), mean)
+    assert torch.equal(gauss.sample(torch.Generator().manual_seed(3)),
+                       D.gaussian_sample(mean, log_std.expand(7, 2), torch.Generator().manual_seed(3)))
+    rows = torch.tensor([6, 1])
+    assert torch.equal(gauss.index(rows).log_prob(u[rows]), gauss.log_prob(u)[rows])
+    # squashed: the log-probability of the pre-squash sample gains the tanh correction; the
+    # entropy and the KL are the Gaussians' (a bijection leaves the KL unchanged)
+    squashed, squashed_q = D.DiagGaussian(mean, log_std, squash=True), D.DiagGaussian(mean_q, log_std_q, squash=True)
+    assert_matches_oracle(squashed.log_prob(u), D.squashed_gaussian_log_prob(mean, log_std.expand(7, 2), u))
+    assert torch.equal(squashed.entropy(), gauss.entropy()) and torch.equal(squashed.kl(squashed_q), gauss.kl(gauss_q))
+    assert squashed.detach().squash and squashed.index(rows).squash
+    # detach freezes pi_old: later changes to the log-std parameter do not reach it
+    param = torch.nn.Parameter(log_std.clone())
+    frozen = D.DiagGaussian(mean, param).detach()
+    with torch.no_grad():
+        param.add_(1.0)
+    assert_matches_oracle(frozen.log_prob(u), oracle_p.log_prob(u))

@@ -76,17 +76,19 @@ def test_eval_deterministic_uses_the_saved_statistics(hopper_run, run_cli) -> No
     agent = PPO.load(hopper_run)
     stats = agent.obs_normalizer.stats
     assert stats.count == 4096 + 1 and np.all(stats.var > 0)
-    frozen = stats.state_dict()
+    frozen = agent.obs_normalizer.state_dict()  # what a model file keeps: here, the one leaf's statistics
+    assert frozen == stats.state_dict()
     result = evaluate(agent, episodes=2, deterministic=True, seed=1_000_000)
     # the CLI calls the same evaluate() on the same machine: the same episodes by design (the
     # tolerance is only the printed rounding)
     assert mean == pytest.approx(result.mean, abs=0.006)
     # evaluation does not move the statistics
-    assert all(np.array_equal(frozen[k], v) for k, v in agent.obs_normalizer.stats.state_dict().items())
+    assert all(np.array_equal(frozen[k], v) for k, v in agent.obs_normalizer.state_dict().items())
 
 
 def test_eval_stochastic_samples_actions(hopper_run) -> None:
     agent = PPO.load(hopper_run)
+    assert agent.env_info.observation.shape == agent.env_info.obs_shape == (11,)
     obs = np.zeros(agent.env_info.obs_shape, dtype=np.float32)
     sampled = np.stack([agent.predict(obs, deterministic=False) for _ in range(20)])
     mean_action = agent.predict(obs, deterministic=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from ppolab import PPO
 from ppolab.normalize import EPS, ObservationNormalizer, RewardScaler, RunningMeanStd
+from ppolab.observations import ObservationSpec
 
 
 def test_running_statistics_equal_batch_statistics():
@@ -37,6 +39,54 @@ def test_observation_normalizer_standardizes_clips_and_can_be_frozen():
     far = norm(np.array([[1e6, -1e6]]), update=False)
     assert far.tolist() == [[3.0, -3.0]]
     assert norm.stats.state_dict() == before  # frozen: nothing was added
+    # a single-leaf normalizer's state is its statistics' (the format of model files before
+    # observation specs), and it round-trips into a normalizer built from the equivalent spec
+    assert norm.state_dict() == before
+    again = ObservationNormalizer(ObservationSpec.vector((2,)), clip=3.0)
+    again.load_state_dict(norm.state_dict())
+    np.testing.assert_array_equal(again(batch, update=False), normalized)
+
+
+def test_structured_observations_normalize_each_vector_leaf_and_pass_the_rest_through():
+    space = gym.spaces.Dict({
+        "position": gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        "velocity": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+        "image": gym.spaces.Box(0, 255, (3, 8, 8), np.uint8),
+        "mode": gym.spaces.Discrete(4),
+    })
+    spec = ObservationSpec.from_space(space)
+    assert ObservationNormalizer.applies(spec)
+    assert not ObservationNormalizer.applies(ObservationSpec.from_space(gym.spaces.Dict({"image": space["image"]})))
+    norm = ObservationNormalizer(spec, clip=5.0)
+    assert set(norm.by_key) == {"position", "velocity"}
+    rng = np.random.default_rng(2)
+
+    def batch(n: int) -> dict[str, np.ndarray]:
+        return {"position": rng.normal([10.0, -10.0], [2.0, 0.1], size=(n, 2)),
+                "velocity": rng.normal(-3.0, 7.0, size=(n, 3)),
+                "image": rng.integers(0, 256, size=(n, 3, 8, 8), dtype=np.uint8),
+                "mode": rng.integers(0, 4, size=(n,))}
+
+    for _ in range(20):
+        norm(batch(64), update=True)
+    assert norm.by_key["position"].count == norm.by_key["velocity"].count == 20 * 64
+    test = batch(4096)
+    out = norm(test, update=False)
+    assert set(out) == set(test)
+    for key in ("position", "velocity"):  # each with its own statistics
+        assert out[key].dtype == np.float32
+        np.testing.assert_allclose(out[key].mean(axis=0), 0.0, atol=0.05)
+        np.testing.assert_allclose(out[key].std(axis=0), 1.0, atol=0.05)
+    for key in ("image", "mode"):  # not vectors: the very arrays that came in
+        assert out[key] is test[key]
+    # the state is per leaf and round-trips
+    state = norm.state_dict()
+    assert set(state) == {"position", "velocity"}
+    again = ObservationNormalizer(spec, clip=5.0)
+    again.load_state_dict(state)
+    reloaded = again(test, update=False)
+    for key in ("position", "velocity"):
+        np.testing.assert_array_equal(reloaded[key], out[key])
 
 
 def test_reward_scaler_tracks_the_discounted_return_by_hand():

@@ -101,7 +101,7 @@ def test_policy_head_gain_001_and_value_head_gain_1():
 def test_initial_policy_is_near_uniform():
     policy = make(n_actions=4)
     obs = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
-    entropy = distributions.entropy(distributions.log_softmax(policy.logits(obs)))
+    entropy = distributions.entropy(distributions.log_softmax(policy.distribution(obs).logits))
     # head gain 0.01 keeps logits ~1e-2, so the entropy is within 1e-3 of log 4
     assert entropy.min().item() > math.log(4) - 1e-3
 
@@ -139,24 +139,28 @@ def test_forward_shapes_for_time_major_input(shared):
     T, N, A = 5, 3, 2
     policy = make(obs_shape=(4,), n_actions=A, shared_trunk=shared)
     obs = torch.randn(T, N, 4)
-    logits, values = policy(obs)
+    dist, values = policy(obs)
+    assert isinstance(dist, distributions.Categorical)
+    logits = dist.logits
     assert logits.shape == (T, N, A) and values.shape == (T, N)
     # the single-output helpers agree with forward
     assert_same_outputs(policy.value(obs), values, scale=1.0)
-    assert_same_outputs(policy.logits(obs), logits, scale=1e-2)
+    assert_same_outputs(policy.distribution(obs).logits, logits, scale=1e-2)
     # row-independent: evaluating one (t, n) alone gives the same numbers, up to summation order
-    l1, v1 = policy(obs[2, 1])
-    assert_same_outputs(l1, logits[2, 1], scale=1e-2)
+    d1, v1 = policy(obs[2, 1])
+    assert_same_outputs(d1.logits, logits[2, 1], scale=1e-2)
     assert_same_outputs(v1, values[2, 1], scale=1.0)
 
 
 def test_multidimensional_observations_are_flattened():
     policy = make(obs_shape=(2, 3), n_actions=4)
     obs = torch.randn(5, 3, 2, 3)
-    logits, values = policy(obs)
+    dist, values = policy(obs)
+    logits = dist.logits
     assert logits.shape == (5, 3, 4) and values.shape == (5, 3)
     assert linears(policy.actor_trunk)[0].in_features == 6
-    (flat_logits, _), flat_values = policy(obs[0, 0]), policy.value(obs[0, 0])
+    (one, _), flat_values = policy(obs[0, 0]), policy.value(obs[0, 0])
+    flat_logits = one.logits
     # one observation alone vs inside the batch: equal up to summation order
     assert_same_outputs(flat_logits, logits[0, 0], scale=1e-2)
     assert_same_outputs(flat_values, values[0, 0], scale=1.0)
@@ -167,3 +171,51 @@ def test_activation(activation, cls):
     policy = make(activation=activation, hidden_sizes=(8, 8))
     acts = [m for m in policy.actor_trunk if not isinstance(m, nn.Linear)]
     assert len(acts) == 2 and all(isinstance(m, cls) for m in acts)
+
+
+def test_no_hidden_layers_the_heads_read_the_observation():
+    policy = make(obs_shape=(4,), n_actions=3, hidden_sizes=())
+    assert len(policy.actor_trunk) == 0 and len(policy.critic_trunk) == 0
+    assert policy.policy_head.weight.shape == (3, 4) and policy.value_head.weight.shape == (1, 4)
+    obs = torch.randn(7, 4, generator=torch.Generator().manual_seed(0))
+    dist, values = policy(obs)
+    # linear in the observation: the heads' layers and nothing else
+    w, b = policy.policy_head.weight, policy.policy_head.bias
+    assert_same_outputs(dist.logits, obs @ w.T + b, scale=1e-2)
+    assert_same_outputs(values, (obs @ policy.value_head.weight.T + policy.value_head.bias).squeeze(-1), scale=1.0)
+    assert sum(p.numel() for p in policy.parameters()) == (4 * 3 + 3) + (4 + 1)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_actor_and_critic_parameters_split_the_network(shared):
+    policy = make(hidden_sizes=(8, 8), shared_trunk=shared)
+    actor, critic = policy.actor_parameters(), policy.critic_parameters()
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert not ids(actor) & ids(critic)  # disjoint
+    assert ids(actor) | ids(critic) == ids(policy.parameters())  # and together everything
+    assert ids(policy.policy_head.parameters()) <= ids(actor)
+    own_trunk = set() if shared else ids(policy.critic_trunk.parameters())
+    assert ids(critic) == ids(policy.value_head.parameters()) | own_trunk
+    assert policy.critic_encoder is None  # one encoder by default (shared_encoder)
+    assert policy.device == torch.device("cpu")
+
+
+def test_a_box_head_owns_the_learned_log_std():
+    from ppolab.action_spaces import ActionSpec
+
+    spec = ActionSpec("box", low=(-1.0, -2.0), high=(1.0, 2.0))
+    torch.manual_seed(0)
+    policy = ActorCritic((4,), spec, PPOConfig(hidden_sizes=(8,), log_std_init=-0.7))
+    log_std = policy.policy_head.log_std
+    assert isinstance(log_std, nn.Parameter) and torch.equal(log_std.detach(), torch.full((2,), -0.7))
+    assert any(p is log_std for p in policy.actor_parameters())
+    assert all(p is not log_std for p in policy.critic_parameters())
+    obs = torch.randn(5, 4)
+    dist, _ = policy(obs)
+    assert isinstance(dist, distributions.DiagGaussian) and dist.mean.shape == (5, 2)
+    torch.testing.assert_close(dist.log_std, torch.full((5, 2), -0.7))  # state-independent
+    # the log-prob's gradient reaches the log-std parameter
+    dist.log_prob(torch.zeros(5, 2)).sum().backward()
+    assert log_std.grad is not None and torch.count_nonzero(log_std.grad) == 2
+    # no log-std for discrete actions
+    assert not hasattr(make().policy_head, "log_std")

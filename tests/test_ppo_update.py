@@ -19,8 +19,8 @@ def make_batch(policy: ActorCritic, n: int = 256, seed: int = 0) -> Batch:
     obs = torch.randn(n, 4, generator=gen)
     actions = torch.randint(0, 2, (n,), generator=gen)
     with torch.no_grad():
-        logits, values = policy(obs)
-        old_logp = distributions.log_prob(distributions.log_softmax(logits), actions)
+        dist, values = policy(obs)
+        old_logp = distributions.log_prob(distributions.log_softmax(dist.logits), actions)
     advantages = torch.where(actions == 0, 1.0, -1.0)
     returns = values + advantages
     return Batch(obs, actions, old_logp, values, advantages, returns)
@@ -35,7 +35,7 @@ def setup(**overrides) -> tuple[ActorCritic, PPOUpdate, PPOConfig]:
 
 def prob_of_action0(policy: ActorCritic, obs: torch.Tensor) -> float:
     with torch.no_grad():
-        return distributions.log_softmax(policy.logits(obs))[:, 0].exp().mean().item()
+        return distributions.log_softmax(policy.distribution(obs).logits)[:, 0].exp().mean().item()
 
 
 def test_update_moves_probability_towards_positive_advantages():

@@ -28,6 +28,8 @@ Profiles (selected with the environment variable HYPOTHESIS_PROFILE, default ``c
 
 Fixed cases run in every profile, whatever the search draws: ``test_extreme_corners`` (the
 config property at corners of several bounds at once: the largest steps they allow),
+``test_free_text_fields`` (every listed value of the string fields without choices, ``device``
+and ``encoder``, see ``FREE_TEXT``),
 ``test_cli_train_names`` and ``test_cli_train_edge_arguments`` (the CLI property for names
 around NAME_MAX = 255 bytes and line breaks in arguments that errors echo).
 
@@ -233,12 +235,43 @@ def width_lists(bounds: Bounds) -> st.SearchStrategy:
     )
 
 
+# String fields without a tuple of choices: free text checked by the config (a pattern) or only
+# when the network is built (a factory path). Each lists what its bounds allow (valid) and
+# near misses (anything); a new such field needs an entry here (test_every_field_has_a_strategy).
+# The valid devices that this machine lacks are refused when the agent is built, in one line.
+FREE_TEXT: dict[str, tuple[list[str], list[str]]] = {
+    "device": (
+        ["auto", "cpu"] + (["cuda", "cuda:0"] if torch.cuda.is_available() else []),
+        ["cuda", "cuda:0", "cuda:7", "mps", "gpu", "CPU", " cpu", "cpu ", "cuda:", "cuda:-1", "cuda:x", "cuda0",
+         "cpu:0", "auto\n", "", "none"],
+    ),
+    "encoder": (
+        ["envs_for_tests:tiny_encoder"],  # a real factory (tests/ is importable under pytest)
+        ["envs_for_tests:wrong_shape_encoder", "envs_for_tests:not_a_module_encoder", "envs_for_tests:missing",
+         "no_such_module_xyz:factory", "envs_for_tests", "envs_for_tests.tiny_encoder", ":", "a:", ":b",
+         "envs_for_tests:tiny_encoder:x", "torch:nn", "os:getcwd", "", " "],
+    ),
+}
+
+
+def free_text_values(name: str) -> st.SearchStrategy:
+    valid, near = FREE_TEXT[name]
+    choices = valid + near
+    return st.one_of(
+        st.sampled_from(choices), st.sampled_from(choices).map(str.upper),
+        st.sampled_from(choices).map(lambda c: f" {c}"),
+        st.text(max_size=12), WILD,
+    )
+
+
 def field_values(cls: type, name: str) -> st.SearchStrategy:
     """Values for one field, inside, at and outside its declared bounds, and of wrong types."""
     kind, optional = _kind(cls, name)
     bounds = _field_bounds(cls, name)
     if kind is bool:
         values = bool_values()
+    elif kind is str and name in FREE_TEXT:
+        values = free_text_values(name)
     elif kind is str:
         assert isinstance(bounds, tuple), f"{cls.__name__}.{name}: a string field without choices"
         values = str_values(bounds)
@@ -265,10 +298,13 @@ def valid_values(cls: type, name: str) -> st.SearchStrategy:
              "torch_threads": (1, 2), "total_steps": (1, 1024), "rolling_window": (1, 200)}
     if kind is bool:
         values = st.booleans()
+    elif kind is str and name in FREE_TEXT:
+        values = st.sampled_from(FREE_TEXT[name][0])
     elif kind is str:
         values = st.sampled_from(bounds)
     elif kind is tuple:
-        values = st.lists(st.integers(1, 32), min_size=1, max_size=3).map(tuple)
+        # hidden_sizes may be empty (the heads read the encoder's features); the CNN needs a layer
+        values = st.lists(st.integers(1, 32), min_size=0 if name == "hidden_sizes" else 1, max_size=3).map(tuple)
     elif kind is int:
         lo, hi = small.get(name, (int(bounds.low), int(bounds.high)))
         values = st.integers(lo, hi)
@@ -295,6 +331,9 @@ def valid_floats(bounds: Bounds) -> st.SearchStrategy[float]:
 # --------------------------------------------------------------------------------------------
 # The property
 
+
+CNN_FIELDS = ("cnn_channels", "cnn_kernels", "cnn_strides")  # one value per convolution in each
+CNN_FILL = {"cnn_channels": (8,), "cnn_kernels": (3,), "cnn_strides": (1,)}
 
 SMALL = dict(n_envs=2, n_steps=8, total_steps=16, torch_threads=1, checkpoint_every=0, hidden_sizes=(8,),
              stop_when_solved=False)
@@ -418,6 +457,11 @@ def with_field(algo: str, name: str, value: Any) -> dict[str, Any]:
         for mb in ("minibatch_size", "vf_minibatch_size"):
             if mb in values:
                 values[mb] = batch  # one gradient step per epoch, however large the batch
+    if name in CNN_FIELDS:
+        # one value per convolution: the other two CNN fields get as many as this one has
+        size = _parsed(cls, name, value)
+        if isinstance(size, tuple) and 1 <= len(size) <= 8:
+            values.update({other: CNN_FILL[other] * len(size) for other in CNN_FIELDS if other != name})
     values[name] = value
     return values
 
@@ -441,6 +485,10 @@ def test_every_field_has_a_strategy():
         bounds = _field_bounds(cls, name)
         if kind is bool:
             assert bounds is None, (algo, name)
+        elif kind is str and name in FREE_TEXT:
+            assert bounds is None, (algo, name)  # free text: its strategy is in FREE_TEXT
+            valid, near = FREE_TEXT[name]
+            assert valid and near, (algo, name)
         elif kind is str:
             assert isinstance(bounds, tuple) and bounds, (algo, name)
         else:
@@ -485,6 +533,10 @@ def config_dicts(draw: Any, algo: str) -> dict[str, Any]:
             values[mb] = draw(st.one_of(fits, fits, fits, anything), label=mb)
     for name in wild & set(SIZE_FIELDS):
         values[name] = draw(field_values(cls, name), label=name)
+    if set(CNN_FIELDS) & (set(chosen) - wild):  # one value per convolution, in all three fields
+        n_conv = draw(st.integers(1, 3), label="convolutions")
+        for name in set(CNN_FIELDS) - wild:
+            values[name] = tuple(draw(st.lists(st.integers(1, 8), min_size=n_conv, max_size=n_conv), label=name))
     return values
 
 
@@ -528,6 +580,14 @@ EXTREMES = {  # id: (algo, env, fields over the small config)
                                                log_std_init=20.0)),
     "vpg-critic": ("vpg", "Pendulum-v1", dict(vf_learning_rate=0.1, vf_epochs=1000, max_grad_norm=FLOAT32_MAX,
                                               normalize_rewards=True, reward_clip=FLOAT32_MAX, gamma=1.0)),
+    # no hidden layers: the heads read the observation, so nothing damps a large step
+    "ppo-no-hidden-layers": ("ppo", "Pendulum-v1", dict(hidden_sizes=(), learning_rate=0.1, n_epochs=300,
+                                                        ent_coef=100.0, max_grad_norm=FLOAT32_MAX)),
+    "trpo-no-hidden-layers": ("trpo", "CartPole-v1", dict(hidden_sizes=(), cg_damping=0.0, max_kl=10.0,
+                                                          cg_iters=1000)),
+    # a user's encoder with weights, one for the actor and one for the critic
+    "a2c-own-encoders": ("a2c", "Pendulum-v1", dict(encoder="envs_for_tests:tiny_encoder", shared_encoder=False,
+                                                    learning_rate=0.1, max_grad_norm=FLOAT32_MAX)),
 }
 
 
@@ -535,6 +595,16 @@ EXTREMES = {  # id: (algo, env, fields over the small config)
 def test_extreme_corners(algo, env_id, fields):
     values = {**small_config(algo), **fields}
     assert train_one_update(algo, values, env_id, list(fields)) == "trained"
+
+
+FREE_TEXT_CASES = [(name, value) for name, (valid, near) in FREE_TEXT.items() for value in valid + near]
+
+
+@pytest.mark.parametrize("name, value", FREE_TEXT_CASES, ids=[f"{n}={v!r}" for n, v in FREE_TEXT_CASES])
+def test_free_text_fields(name, value):
+    """Every listed value of the free-text fields, in every CI run (the search draws only a few):
+    refused in one line, or one update trains."""
+    train_one_update("ppo", with_field("ppo", name, value), "CartPole-v1", [name])
 
 
 # --------------------------------------------------------------------------------------------

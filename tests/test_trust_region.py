@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from ppolab import distributions as D
 from ppolab.trust_region import (
@@ -17,6 +17,7 @@ from ppolab.trust_region import (
     conjugate_gradient,
     fisher_vector_product,
     flat_grad,
+    set_parameters,
     step_to_trust_region_boundary,
 )
 
@@ -105,6 +106,33 @@ def test_flat_grad_order_unused_parameters_and_transposed_use():
     assert torch.equal(grad, torch.cat([m.T.reshape(-1), torch.zeros(4, dtype=F64), torch.tensor([3.0], dtype=F64)]))
     assert not grad.requires_grad
     assert flat_grad((a**3).sum(), [a], create_graph=True).requires_grad
+
+
+# ------------------------------------------------------------------ set_parameters
+def test_set_parameters_writes_in_place_in_order_without_aliasing():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    extra = torch.nn.Parameter(torch.zeros(()))  # a 0-d parameter: one number of the vector
+    params = [*net.parameters(), extra]
+    storage = [p.data_ptr() for p in params]
+    n = sum(p.numel() for p in params)
+    theta = torch.arange(n, dtype=torch.float32) / n
+    set_parameters(params, theta)
+    assert torch.equal(parameters_to_vector(params), theta)  # the inverse of parameters_to_vector
+    assert torch.equal(net[0].weight[1], theta[3:6]) and extra.item() == theta[-1].item()
+    # the parameters keep their own storage (so a network's views of them, its optimizer's list,
+    # and whatever else holds them see the new values) and stay leaves that require grad
+    assert [p.data_ptr() for p in params] == storage
+    assert all(p.is_leaf and p.requires_grad and p.grad is None for p in params)
+    theta.add_(1.0)  # the caller's vector is not aliased
+    assert not torch.equal(parameters_to_vector(params), theta)
+    # a float64 vector is cast into float32 parameters (the line search's copy of theta)
+    set_parameters(params, torch.full((n,), 0.25, dtype=F64))
+    assert all(p.dtype == torch.float32 and torch.all(p == 0.25) for p in params)
+    # called with grad mode on, on leaves that require grad: no "in-place operation on a leaf"
+    # error, and nothing recorded in a graph
+    assert torch.is_grad_enabled()
+    set_parameters(params, torch.zeros(n))
+    assert torch.count_nonzero(parameters_to_vector(params)) == 0 and all(p.grad_fn is None for p in params)
 
 
 # ------------------------------------------------------------------ conjugate gradient
@@ -236,7 +264,7 @@ def test_line_search_bookkeeping_with_scripted_evaluations():
 
 def policy_evaluator(policy: Policy) -> Callable[[torch.Tensor], tuple[float, float]]:
     def evaluate(flat: torch.Tensor) -> tuple[float, float]:
-        vector_to_parameters(flat, policy.params)
+        set_parameters(policy.params, flat)  # as algos/trpo.py sets the actor
         with torch.no_grad():
             return policy.surrogate().item(), policy.mean_kl().item()
 

@@ -1,6 +1,6 @@
 """What the policy outputs for each kind of action space, and how its samples reach the env
-(:class:`ActionSpec` describes the space without torch; :class:`ppolab.distributions.PolicyDistribution`
-samples and scores actions for it).
+(:class:`ActionSpec` describes the space without torch and turns stored actions into env actions;
+the distributions of :mod:`ppolab.distributions` sample and score them).
 
 =============  ================================  ===========================  ==================
 space          policy head outputs               stored action (rollout)      sent to the env
@@ -23,6 +23,7 @@ Gaussian before squashing, which has a closed form; the squashed entropy has non
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,29 @@ class ActionSpec:
         import torch  # here, so that describing spaces (check-env) does not import torch
 
         return torch.float32 if self.kind == "box" else torch.long
+
+    def describe(self) -> str:
+        """e.g. ``discrete 2``, ``multidiscrete 3,4``, ``box 6 (tanh-squashed)``."""
+        if self.kind == "discrete":
+            return f"discrete {self.nvec[0]}" + (f" from {self.start[0]}" if self.start[0] else "")
+        if self.kind == "multidiscrete":
+            return "multidiscrete " + ",".join(map(str, self.nvec))
+        return f"box {len(self.low)}" + (" (tanh-squashed)" if self.squash else "")
+
+    @functools.cached_property
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        if self.kind != "box":
+            return (np.asarray(self.start, dtype=np.int64),)
+        return np.asarray(self.low, dtype=np.float32), np.asarray(self.high, dtype=np.float32)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """Stored actions ``[..., *shape]`` as the env expects them (offsets, clipping or squashing)."""
+        if self.kind != "box":
+            return actions + self._arrays[0] if any(self.start) else actions
+        low, high = self._arrays
+        if self.squash:
+            return low + (np.tanh(actions) + 1.0) * 0.5 * (high - low)
+        return np.clip(actions, low, high)
 
     @classmethod
     def from_space(cls, space: gym.Space, squash: bool = False, where: str = "env") -> ActionSpec:

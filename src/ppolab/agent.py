@@ -7,6 +7,7 @@ checkpointing and evaluation are shared.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,25 +15,27 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ppolab import modelfile, rng
+from ppolab import devices, modelfile, rng
 from ppolab.algos.a2c import A2CUpdate
 from ppolab.algos.ppo import PPOUpdate
 from ppolab.algos.trpo import TRPOUpdate
 from ppolab.algos.vpg import VPGUpdate
 from ppolab.checkpoints import model_path
 from ppolab.config import (
-    PRESETS,
     A2CConfig,
     Config,
     PPOConfig,
     TRPOConfig,
     VPGConfig,
     defaults_origin,
+    has_preset,
     preset,
 )
+from ppolab.encoders import factory_path
 from ppolab.envs import EnvInfo, EnvSource, action_kind, make_vec_env, resolve_env_id
 from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
+from ppolab.observations import tree_map
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Collector
 from ppolab.train import Reporter, TrainResult, plan, seed_everything, train
@@ -46,7 +49,7 @@ def default_config(env: EnvSource, algo: str) -> tuple[Config, EnvSource, str]:
     (:func:`ppolab.config.defaults_origin`)."""
     env_id = env if isinstance(env, str) else None
     kind = None
-    if env_id not in PRESETS.get(algo, {}):  # only then do the actions decide: make one env to look
+    if not has_preset(env_id, algo):  # only then do the actions decide: make one env to look
         kind, env = action_kind(env)
     return preset(env_id, algo, kind), env, defaults_origin(env_id, algo, kind)
 
@@ -59,7 +62,9 @@ class Agent:
     or a vector env. Hyperparameters come from ``config`` (default: the preset, or without one
     the defaults for the env's kind of actions, see :func:`default_config`) with
     ``**hyperparameters`` overriding single fields, e.g. ``PPO("CartPole-v1", seed=1,
-    learning_rate=1e-3)``.
+    learning_rate=1e-3)``. ``encoder`` may be a factory ``observation_space -> nn.Module``
+    defined at a module's top level, as well as its ``"module:Attr"`` path (see
+    :mod:`ppolab.encoders`); ``device`` is auto, cpu, cuda, cuda:N or mps.
     """
 
     algo: ClassVar[str]
@@ -78,28 +83,37 @@ class Agent:
         if config is not None and not isinstance(config, self.config_class):
             raise ConfigError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
                               f"got a {type(config).__name__}")
+        if callable(hyperparameters.get("encoder")):
+            hyperparameters["encoder"] = factory_path(hyperparameters["encoder"])
         if config is None:
             config, env, _ = default_config(env, self.algo)
         self.config = config.replace(**hyperparameters) if hyperparameters else config
         vec_env, info = make_vec_env(env, self.config.n_envs, self.config.vectorization,
-                                     self.config.squash_actions)
+                                     self.config.squash_actions, self.config.unsupported_observations)
         if vec_env.num_envs != self.config.n_envs:  # a ready vector env decides N
             try:
                 self.config = self.config.replace(n_envs=vec_env.num_envs)
             except PPOLabError:
                 vec_env.close()
                 raise
-        self._setup(info)
+        try:
+            self._setup(info)
+        except PPOLabError:
+            vec_env.close()
+            raise
         self._attach_env(vec_env)
 
     def _setup(self, info: EnvInfo) -> None:
         cfg = self.config
-        torch.set_num_threads(cfg.torch_threads)
+        heavy = info.observation.has_image or bool(cfg.encoder)
+        torch.set_num_threads(cfg.torch_threads or (devices.available_cores() if heavy else 1))
+        self.device = devices.resolve_device(cfg.device, heavy)
         seed_everything(cfg.seed)
         self.env_info = info
-        self.policy = ActorCritic(info.obs_shape, info.action, cfg)
+        self.policy = ActorCritic(info.observation, info.action, cfg, info.observation_space,
+                                  info.env_id).to(self.device)
         self.algorithm = self.update_class(self.policy, cfg)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.generator = devices.generator(self.device, cfg.seed)
         self.global_step = 0
         self.updates = 0
         self.episode_count = 0
@@ -108,8 +122,9 @@ class Agent:
         # (first step, planned steps) of the learn() call in progress or interrupted; see resume()
         self.schedule: tuple[int, int] | None = None
         self._saved_rng: dict[str, Any] | None = None
-        self.obs_normalizer = (ObservationNormalizer(info.obs_shape, cfg.observation_clip)
-                               if cfg.normalize_observations else None)
+        self.obs_normalizer = (ObservationNormalizer(info.observation, cfg.observation_clip)
+                               if cfg.normalize_observations and ObservationNormalizer.applies(info.observation)
+                               else None)
         self.reward_scaler = (RewardScaler(cfg.n_envs, cfg.gamma, cfg.reward_clip)
                               if cfg.normalize_rewards else None)
         self.vec_env = None
@@ -170,31 +185,31 @@ class Agent:
                               "call learn(steps) to train further")
         if self._saved_rng is not None:
             rng.restore(self._saved_rng)
-            self.generator.set_state(self._saved_rng["generator"])
+            devices.restore_generator(self.generator, self._saved_rng["generator"],
+                                      (self.config.seed + self.global_step) % 2**32)
             self._saved_rng = None
         return train(self, reporter, callback)
 
     @torch.no_grad()
     def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
-        """The action(s) for one observation or a batch ``[B, *obs_shape]`` of them."""
-        array = np.asarray(observation, dtype=np.float32)
-        single = array.shape == self.env_info.obs_shape
+        """The action(s) for one observation, as the env returns it, or a batch of them (each
+        array, or each part of a Dict/Tuple observation, with a leading batch dimension)."""
+        spec = self.env_info.observation
+        batch = spec.batch_size(observation)
+        problem = spec.problem(observation, batch=batch, finite=False)
+        if problem is not None:
+            raise EnvironmentSpecError(f"predict() got an observation {problem.detail}; the model's "
+                                       f"observations are {spec.describe()}, one or a batch of them")
+        stored = spec.storage(observation)
+        if batch is None:
+            stored = tree_map(lambda x: x[None], stored)
         if self.obs_normalizer is not None:  # frozen statistics: evaluation does not change them
-            array = self.obs_normalizer(array[None] if single else array, update=False)
-            array = array[0] if single else array
-        obs = torch.as_tensor(array)
-        if single:
-            obs = obs.unsqueeze(0)
-        if tuple(obs.shape[1:]) != self.env_info.obs_shape:
-            raise EnvironmentSpecError(f"observation shape {tuple(obs.shape)} does not match the "
-                                       f"model's observation shape {self.env_info.obs_shape}")
-        head = self.policy.logits(obs)
-        if deterministic:
-            action = self.policy.distribution.mode(head)
-        else:
-            action, _ = self.policy.distribution.sample(head, self.policy.log_std)
-        action = self.policy.distribution.to_env(action)
-        return action[0] if single else action
+            stored = self.obs_normalizer(stored, update=False)
+        obs = tree_map(lambda x: torch.as_tensor(x).to(self.device), stored)
+        dist = self.policy.distribution(obs)
+        action = dist.mode() if deterministic else dist.sample(self.generator)
+        action = self.env_info.action.to_env(action.cpu().numpy())
+        return action[0] if batch is None else action
 
     def save(self, path: str | Path) -> Path:
         """Write the model (weights, optimizer, counters, config) to ``path`` atomically."""
@@ -208,21 +223,24 @@ class Agent:
                          "episodes": self.episode_count},
             "schedule": None if self.schedule is None else dict(zip(("start_step", "steps"), self.schedule)),
             "rng": {**rng.capture(), "generator": self.generator.get_state()},
+            "device": str(self.device),
             "recent_episodes": {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths)},
             "normalizers": {
-                "observations": None if self.obs_normalizer is None else self.obs_normalizer.stats.state_dict(),
+                "observations": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
                 "rewards": None if self.reward_scaler is None else self.reward_scaler.stats.state_dict(),
             },
         })
 
     @classmethod
-    def load(cls, path: str | Path, env: EnvSource | None = None) -> Agent:
+    def load(cls, path: str | Path, env: EnvSource | None = None, device: str | None = None) -> Agent:
         """An agent from a model file or a run directory (its ``model.pt``, or its newest
         checkpoint if the run never finished). ``Agent.load``
         (and ``ppolab.load``) returns whichever algorithm the file holds; ``PPO.load`` insists
         on a PPO model.
 
         Without ``env`` the agent can ``predict``; with one it can also ``learn`` further.
+        Files load on any device: ``device`` (auto, cpu, cuda, cuda:N, mps) overrides the one
+        the model was trained with, and a device this machine lacks falls back to ``auto``.
         """
         path = model_path(path)
         data = modelfile.load(path)
@@ -239,11 +257,19 @@ class Agent:
             info = EnvInfo.from_dict(data["env"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: malformed model file ({exc})") from None
+        if device is not None:
+            config = config.replace(device=device)
+        else:
+            try:
+                devices.resolve_device(config.device, False)
+            except ConfigError as exc:
+                print(f"note: {exc}; loading {path.name} with device=auto", file=sys.stderr)
+                config = config.replace(device="auto")
         agent = cls.__new__(cls)
         agent.config = config
         agent._setup(info)
         try:
-            agent.policy.load_state_dict(data["policy"])
+            agent.policy.load_state_dict(_current_keys(data["policy"]))
             agent.algorithm.load_state_dict(data["optimizer"])
         except (KeyError, RuntimeError) as exc:
             raise ModelFileError(f"{path}: weights do not fit the network ({exc})") from None
@@ -260,7 +286,7 @@ class Agent:
         normalizers = data.get("normalizers", {})
         try:
             if agent.obs_normalizer is not None:
-                agent.obs_normalizer.stats.load_state_dict(normalizers["observations"])
+                agent.obs_normalizer.load_state_dict(normalizers["observations"])
             if agent.reward_scaler is not None:
                 agent.reward_scaler.stats.load_state_dict(normalizers["rewards"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -270,14 +296,15 @@ class Agent:
         agent.recent_lengths.extend(int(x) for x in recent.get("lengths", []))
         if env is not None:
             vec_env, new_info = make_vec_env(env, config.n_envs, config.vectorization,
-                                             config.squash_actions)
-            old = (config.n_envs, info.obs_shape, info.action)
-            new = (vec_env.num_envs, new_info.obs_shape, new_info.action)
+                                             config.squash_actions, config.unsupported_observations)
+            old = (config.n_envs, info.observation, info.action)
+            new = (vec_env.num_envs, new_info.observation, new_info.action)
             if old != new:
                 vec_env.close()
                 raise ModelFileError(
-                    f"{path} was trained with {old[0]} envs, observations {old[1]} and actions "
-                    f"{old[2]}; this env has {new[0]} envs, observations {new[1]} and actions {new[2]}"
+                    f"{path} was trained with {old[0]} envs, observations {old[1].describe()} and actions "
+                    f"{old[2].describe()}; this env has {new[0]} envs, observations {new[1].describe()} and "
+                    f"actions {new[2].describe()}"
                 )
             agent.env_info = new_info
             agent.generator.manual_seed((config.seed + agent.global_step) % 2**32)
@@ -287,6 +314,14 @@ class Agent:
     def close(self) -> None:
         if self.vec_env is not None:
             self.vec_env.close()
+
+
+def _current_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A policy's weights with the names of model files before 0.2 updated (the Gaussian's
+    log-std moved into the policy head)."""
+    if "log_std" in state:
+        state = {("policy_head.log_std" if k == "log_std" else k): v for k, v in state.items()}
+    return state
 
 
 class PPO(Agent):

@@ -1,16 +1,17 @@
 """``ppolab check-env``: can ppolab train on this environment, and does it behave?
 
-Three checks on one env made from a registered id or ``module:Attr``, each reported with its
-outcome: Gymnasium's own environment checker (``gymnasium.utils.env_checker.check_env``; its
-warnings are reported as warnings), ppolab's supported spaces (:func:`ppolab.envs.check_spaces`),
-and random actions for a number of steps, resetting at episode ends, where every observation must
-have the observation space's shape and be finite, every reward finite, and neither ``step`` nor
-``reset`` may raise. A target that cannot be made at all is an :class:`EnvironmentSpecError`.
+Three checks on one env made from a registered id or ``module:Attr`` as training makes it
+(:func:`ppolab.envs.make_env`), each reported with its outcome: Gymnasium's own environment
+checker (``gymnasium.utils.env_checker.check_env``; its warnings are reported as warnings),
+ppolab's supported spaces (:func:`ppolab.envs.check_spaces`, which also says which network
+ppolab would build), and random actions for a number of steps, resetting at episode ends, where
+every observation must fit the observation space (:meth:`ObservationSpec.problem`, the check
+the collector makes too), every reward be finite, and neither ``step`` nor ``reset`` may raise.
+A target that cannot be made at all is an :class:`EnvironmentSpecError`.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from collections.abc import Callable
@@ -22,15 +23,10 @@ import numpy as np
 from gymnasium.utils.env_checker import check_env
 
 from ppolab.action_spaces import ActionSpec
-from ppolab.envs import (
-    _import_attr,
-    _spec,
-    check_spaces,
-    make_single_env,
-    resolve_env_id,
-)
-from ppolab.config import defaults_origin
-from ppolab.errors import ConfigError, EnvironmentSpecError, PPOLabError
+from ppolab.config import Config, defaults_origin, preset
+from ppolab.envs import check_spaces, make_env, resolve_env_id
+from ppolab.errors import ConfigError, EnvironmentSpecError
+from ppolab.observations import Leaf, ObservationSpec, check_image_size
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -79,7 +75,7 @@ def check_environment(target: str, steps: int = 1000) -> CheckReport:
     module docstring. Raises :class:`EnvironmentSpecError` when the env cannot be made."""
     if steps < 1:
         raise ConfigError(f"invalid steps={steps}: must be an integer >= 1")
-    env = _make(target)
+    env = make_env(target)
     try:
         return _check(env, target, steps)
     finally:
@@ -89,50 +85,35 @@ def check_environment(target: str, steps: int = 1000) -> CheckReport:
             warnings.warn(f"{target}: close() raised {type(exc).__name__}: {exc}", stacklevel=2)
 
 
-def _make(target: str) -> gym.Env:
-    if ":" in target:
-        factory = _import_attr(target)
-        try:
-            env = factory()
-        except PPOLabError:
-            raise
-        except Exception as exc:
-            raise EnvironmentSpecError(
-                f"'{target}' failed to create an env ({type(exc).__name__}: {exc})"
-            ) from exc
-    else:
-        name = resolve_env_id(target)
-        _spec(name)  # an unknown id: the error suggests the closest registered ones
-        try:
-            env = make_single_env(name)
-        except PPOLabError:
-            raise
-        except Exception as exc:
-            raise EnvironmentSpecError(f"cannot make {name} ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(env, gym.Env):
-        raise EnvironmentSpecError(
-            f"'{target}' made a {type(env).__name__}, not a gymnasium.Env; subclass gymnasium.Env"
-        )
-    return env
-
-
 def _check(env: gym.Env, target: str, steps: int) -> CheckReport:
     description = [f"observations: {env.observation_space}", f"actions: {env.action_space}"]
     checks: list[Check] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         checks.append(_gymnasium_check(env))
+        notices: list[str] = []
         try:
-            action = check_spaces(env.observation_space, env.action_space, target)
+            observation, action = check_spaces(env.observation_space, env.action_space, target,
+                                               notify=notices.append)
         except EnvironmentSpecError as exc:
             checks.append(Check("ppolab supports the spaces", False, str(exc)))
             checks.append(Check(f"{steps} random steps", None, "needs supported spaces"))
         else:
-            checks.append(Check("ppolab supports the spaces", True))
-            description.append("ppolab will use: " + _policy(env.observation_space.shape, action))
             kind = "box" if action.kind == "box" else "discrete"
-            description.append("ppolab train starts from: " + defaults_origin(resolve_env_id(target), "ppo", kind))
-            checks.append(_random_steps(env, steps))
+            env_id = resolve_env_id(target)
+            config = preset(env_id, "ppo", kind)
+            description.append("ppolab will use: " + _policy(action))
+            description += [f"  {line}" for line in network_lines(observation, config)]
+            description.append("ppolab train starts from: " + defaults_origin(env_id, "ppo", kind))
+            try:
+                for leaf in observation.leaves:
+                    if leaf.kind == "image" and not config.encoder:
+                        check_image_size(leaf, config.cnn_kernels, config.cnn_strides, target)
+            except EnvironmentSpecError as exc:
+                checks.append(Check("ppolab supports the spaces", False, str(exc)))
+            else:
+                checks.append(Check("ppolab supports the spaces", True, "; ".join(notices)))
+            checks.append(_random_steps(env, observation, steps))
     seen: list[str] = []
     for w in caught:
         text = " ".join(_ANSI.sub("", str(w.message)).removeprefix("WARN: ").split())
@@ -152,7 +133,40 @@ def _gymnasium_check(env: gym.Env) -> Check:
     return Check(name, True)
 
 
-def _policy(obs_shape: tuple[int, ...], action: ActionSpec) -> str:
+def network_lines(observation: ObservationSpec, config: Config) -> list[str]:
+    """The network ``config`` builds for ``observation``, one line per part, in words."""
+    if config.encoder:
+        encoders = [f"your encoder {config.encoder} on {observation.describe()}"]
+    else:
+        encoders = [f"{leaf.key + ': ' if leaf.key else ''}{leaf.describe()} -> {_encoder(leaf, config)}"
+                    for leaf in observation.leaves]
+    if observation.dropped:
+        encoders.append(f"dropped (no encoder): {', '.join(observation.dropped)}")
+    shared = "one encoder for actor and critic" if config.shared_encoder else "an encoder each for actor and critic"
+    if config.hidden_sizes:
+        sizes = ",".join(map(str, config.hidden_sizes))
+        trunk = (f"trunk MLP {sizes} ({config.activation}), "
+                 f"{'one shared by both heads' if config.shared_trunk else 'one per head'}")
+    else:
+        trunk = "no trunk MLP: the heads read the encoder's features"
+    return [*(f"encoder: {e}" for e in encoders), f"{shared}; {trunk}"]
+
+
+def _encoder(leaf: Leaf, config: Config) -> str:
+    if leaf.kind == "image":
+        convs = ", ".join(f"{c} {k}x{k}/{s}" for c, k, s in zip(config.cnn_channels, config.cnn_kernels,
+                                                               config.cnn_strides))
+        nature = " (the Nature CNN)" if (config.cnn_channels, config.cnn_kernels, config.cnn_strides) == (
+            (32, 64, 64), (8, 4, 3), (4, 2, 1)) else ""
+        scale = "/255" if leaf.dtype == "uint8" else "as 0/1"
+        return f"CNN{nature}: {scale}, conv {convs}, linear {config.cnn_features}, ReLU"
+    if leaf.kind in ("discrete", "multidiscrete"):
+        return f"one-hot, {leaf.flat_size} values"
+    normalized = ", normalized" if config.normalize_observations else ""
+    return f"{leaf.flat_size} values to the MLP{normalized}"
+
+
+def _policy(action: ActionSpec) -> str:
     if action.kind == "discrete":
         n, start = action.nvec[0], action.start[0]
         what = f"a categorical policy over {n} actions" + (f" ({start}..{start + n - 1})" if start else "")
@@ -162,17 +176,16 @@ def _policy(obs_shape: tuple[int, ...], action: ActionSpec) -> str:
         d = len(action.low)
         what = (f"a diagonal Gaussian policy over {d} action dimension{'s' if d > 1 else ''}, "
                 "clipped to the bounds (or tanh-squashed with squash_actions=true)")
-    return f"{what}, MLPs on the {math.prod(obs_shape)} observation values"
+    return what
 
 
 class _Fault(Exception):
     """The first thing wrong in the random steps, as the check's detail."""
 
 
-def _random_steps(env: gym.Env, steps: int) -> Check:
+def _random_steps(env: gym.Env, observation: ObservationSpec, steps: int) -> Check:
     """``steps`` random actions (seeded), resetting at episode ends; the first fault fails it."""
     name = f"{steps} random steps"
-    shape = env.observation_space.shape
     env.action_space.seed(0)
     episodes = 1
 
@@ -186,16 +199,12 @@ def _random_steps(env: gym.Env, steps: int) -> Check:
         return result
 
     def check_observation(obs: Any, when: str) -> None:
-        array = np.asarray(obs)
-        if not np.issubdtype(array.dtype, np.number):
-            raise _Fault(f"observation of dtype {array.dtype} (not numbers) {when}")
-        if array.shape != shape:
-            raise _Fault(f"observation of shape {array.shape} instead of {shape} {when}")
-        if not np.isfinite(array).all():
-            flat = array.reshape(-1)
-            i = int(np.flatnonzero(~np.isfinite(flat))[0])
-            position = ", ".join(str(int(k)) for k in np.unravel_index(i, shape))
-            raise _Fault(f"non-finite observation {when}: observation[{position}] = {float(flat[i])}")
+        problem = observation.problem(obs)
+        if problem is None:
+            return
+        if problem.kind == "non-finite":
+            raise _Fault(f"non-finite observation {when}: {problem.entry}")
+        raise _Fault(f"observation {problem.detail} {when}")
 
     try:
         obs, _ = call("reset()", lambda: env.reset(seed=0), 2, "at the first reset")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ppolab.errors import ModelFileError, RunDirectoryError
 
-if TYPE_CHECKING:
-    from ppolab.agent import Agent
-    from ppolab.envs import EnvSource
+Loaded = TypeVar("Loaded")
 
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 
@@ -48,7 +47,7 @@ class CheckpointDir:
         found = [(int(m.group(1)), p) for p in self.path.iterdir() if (m := _NAME.match(p.name))]
         return [p for _, p in sorted(found)]
 
-    def write(self, agent: Agent) -> Path:
+    def write(self, agent: Any) -> Path:
         """Save ``agent`` as the checkpoint of its current update and drop all but the newest
         ``keep`` checkpoints."""
         path = agent.save(self.path / f"ckpt-{agent.updates:09d}.pt")
@@ -62,16 +61,15 @@ class CheckpointDir:
             for p in self.path.glob(".ckpt-*.tmp"):
                 p.unlink(missing_ok=True)
 
-    def load_newest(self, env: EnvSource) -> Agent:
-        """The agent from the newest checkpoint that loads, with ``env`` attached to continue.
+    def load_newest(self, load: Callable[[Path], Loaded]) -> Loaded:
+        """``load(path)`` of the newest checkpoint that loads (e.g. an agent with its env
+        attached: ``lambda p: Agent.load(p, env=...)``; this module knows files, not agents).
 
         A checkpoint that is damaged (it fails its checksum or does not parse) is reported on
         stderr, renamed to ``*.bad`` so that it never counts again, and the next older one is
         tried. An OS error (a failing disk, a lost mount) stops instead: going back to an older
         checkpoint because of a passing read error would throw away a good one.
         """
-        from ppolab.agent import Agent
-
         candidates = self.all()
         if not candidates:
             raise RunDirectoryError(f"{self.path.parent} has no checkpoint to resume from "
@@ -79,7 +77,7 @@ class CheckpointDir:
         problems = []
         for path in reversed(candidates):
             try:
-                return Agent.load(path, env=env)
+                return load(path)
             except ModelFileError as exc:
                 problems.append(str(exc))
                 path.rename(path.with_name(path.name + ".bad"))

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def _hyperparameter_epilog() -> str:
-    from ppolab.config import CONFIG_CLASSES, CONTINUOUS_DEFAULTS, PRESETS, describe_changes, field_help
+    from ppolab.config import (CONFIG_CLASSES, CONTINUOUS_DEFAULTS, PRESET_FAMILIES, PRESETS, describe_changes,
+                               field_help)
 
     def shown(default: object) -> object:
         return ",".join(map(str, default)) if isinstance(default, tuple) else default
@@ -48,7 +49,8 @@ def _hyperparameter_epilog() -> str:
             lines.append(f"  (its own defaults: {', '.join(changed)})")
     lines.append("")
     for algo, presets in PRESETS.items():
-        lines.append(f"tuned {algo} presets replace the defaults for: " + ", ".join(presets))
+        families = [f"{prefix}* (every id)" for prefix in PRESET_FAMILIES.get(algo, {})]
+        lines.append(f"tuned {algo} presets replace the defaults for: " + ", ".join([*presets, *families]))
     lines += ["", "an env without a tuned preset starts from the defaults above when its actions are discrete, and "
               "from these published continuous-control settings when they are continuous (Box), since the "
               "discrete-control defaults fail there:"]
@@ -327,6 +329,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _load_for_resume(run_dir: Path) -> tuple[Agent, int, int]:
     import json
 
+    from ppolab.agent import Agent
     from ppolab.checkpoints import CheckpointDir
     from ppolab.config import read_config_file
     from ppolab.errors import RunDirectoryError
@@ -339,7 +342,7 @@ def _load_for_resume(run_dir: Path) -> tuple[Agent, int, int]:
     summary = run_dir / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("interrupted_by") is None:
         raise RunDirectoryError(finished)
-    agent = CheckpointDir(run_dir).load_newest(env_id)
+    agent = CheckpointDir(run_dir).load_newest(lambda path: Agent.load(path, env=env_id))
     if agent.schedule is None:  # a checkpoint written after its learn() call ended
         agent.close()
         raise RunDirectoryError(finished)

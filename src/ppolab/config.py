@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ VECTORIZATION_MODES = ("auto", "sync", "async", "vector_entry_point")
 ADVANTAGE_ESTIMATORS = ("gae", "td0", "nstep", "mc")
 POLICY_OBJECTIVES = ("clip", "kl_penalty", "none")
 OPTIMIZERS = ("rmsprop", "adam")
+UNSUPPORTED_OBSERVATIONS = ("drop", "refuse")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # the networks and losses compute in float32
@@ -118,10 +121,32 @@ class Config:
     max_grad_norm: float = _f(0.5, "global gradient-norm clip, > 0", _positive())
     # --- networks
     hidden_sizes: tuple[int, ...] = _f(
-        (64, 64), f"hidden layer widths, e.g. 64,64 (1 to {MAX_HIDDEN_LAYERS} layers of 1 to 4096)",
+        (64, 64), f"trunk MLP layer widths after the encoder, e.g. 64,64 (0 to {MAX_HIDDEN_LAYERS} layers "
+        "of 1 to 4096; empty: the heads read the encoder's features)",
         Bounds(1, 4096))
-    activation: str = _f("tanh", "hidden activation: tanh | relu", ACTIVATIONS)
-    shared_trunk: bool = _f(False, "one trunk for actor and critic instead of two")
+    activation: str = _f("tanh", "trunk MLP activation: tanh | relu", ACTIVATIONS)
+    shared_trunk: bool = _f(False, "one trunk MLP for actor and critic instead of two")
+    shared_encoder: bool = _f(
+        True, "actor and critic read one observation encoder (it matters for encoders with weights: "
+        "the CNN and your own)")
+    cnn_channels: tuple[int, ...] = _f(
+        (32, 64, 64), "image observations: output channels of each convolution (default: the Nature CNN)",
+        Bounds(1, 4096))
+    cnn_kernels: tuple[int, ...] = _f((8, 4, 3), "image observations: kernel size of each convolution",
+                                      Bounds(1, 256))
+    cnn_strides: tuple[int, ...] = _f((4, 2, 1), "image observations: stride of each convolution",
+                                      Bounds(1, 256))
+    cnn_features: int = _f(512, "image observations: width of the linear layer after the convolutions",
+                           Bounds(1, 65_536))
+    encoder: str | None = _f(
+        None, "your observation encoder, 'module:Attr' naming a factory observation_space -> torch.nn.Module "
+        "that returns [batch, features] (none: chosen from the observation space)")
+    unsupported_observations: str = _f(
+        "drop", "drop | refuse: what to do with a Dict/Tuple part no encoder handles (e.g. text)",
+        UNSUPPORTED_OBSERVATIONS)
+    device: str = _f(
+        "auto", "auto | cpu | cuda | cuda:N | mps (auto: CUDA when available and the network has a CNN, "
+        "else the CPU)")
     log_std_init: float = _f(
         0.0, "Box actions: initial log standard deviation of the Gaussian policy, in [-20, 20] (the "
         "learned one is kept there too)",
@@ -136,7 +161,9 @@ class Config:
     )
     stop_when_solved: bool = _f(True, "stop training once solved")
     rolling_window: int = _f(100, "episodes in the rolling mean return", Bounds(1, 1_000_000))
-    torch_threads: int = _f(1, "torch CPU threads (1 is fastest for small networks)", Bounds(1, 1024))
+    torch_threads: int | None = _f(
+        None, "torch CPU threads (none: 1 for MLPs, where one is fastest; one per available core with a "
+        "CNN or your encoder)", Bounds(1, 1024))
     checkpoint_every: int = _f(
         20, "run directories: write a checkpoint every K updates (0: only at the start and the end)",
         Bounds(0, 10**9),
@@ -159,8 +186,18 @@ class Config:
             f"at least one rollout, n_envs * n_steps = {c.n_envs} * {c.n_steps} = {c.batch_size:,} steps; "
             "raise the budget (--steps) or lower n_envs or n_steps",
         )
-        _check(1 <= len(c.hidden_sizes) <= MAX_HIDDEN_LAYERS, "hidden_sizes", c.hidden_sizes,
-               f"1 to {MAX_HIDDEN_LAYERS} layer widths, e.g. 64,64")
+        _check(len(c.hidden_sizes) <= MAX_HIDDEN_LAYERS, "hidden_sizes", c.hidden_sizes,
+               f"0 to {MAX_HIDDEN_LAYERS} layer widths, e.g. 64,64")
+        _check(1 <= len(c.cnn_channels) <= MAX_HIDDEN_LAYERS, "cnn_channels", c.cnn_channels,
+               f"1 to {MAX_HIDDEN_LAYERS} convolutions, e.g. 32,64,64")
+        for name in ("cnn_kernels", "cnn_strides"):
+            _check(len(getattr(c, name)) == len(c.cnn_channels), name, getattr(c, name),
+                   f"one value per convolution of cnn_channels ({len(c.cnn_channels)})")
+        _check(c.shared_encoder or not c.shared_trunk, "shared_trunk", c.shared_trunk,
+               "false when shared_encoder is false (a shared trunk reads one encoder)")
+        _check(DEVICE_PATTERN.fullmatch(c.device) is not None, "device", c.device, "auto | cpu | cuda | cuda:N | mps")
+        _check(c.encoder is None or ":" in c.encoder, "encoder", c.encoder,
+               "'module:Attr' naming a factory observation_space -> torch.nn.Module")
 
     def _check_minibatch(self, name: str) -> None:
         size = getattr(self, name)
@@ -181,9 +218,7 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["hidden_sizes"] = list(self.hidden_sizes)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
@@ -235,6 +270,9 @@ class CriticFitConfig(Config):
                         Bounds(1, 1000))
     vf_minibatch_size: int = _f(64, "samples per value-function gradient step (<= n_envs * n_steps)",
                                 Bounds(1, MAX_BATCH))
+    shared_encoder: bool = _f(
+        False, "actor and critic read one observation encoder (for encoders with weights; the value "
+        "fit then trains only the critic's trunk and head, the policy step trains the encoder)")
 
     def _validate(self) -> None:
         super()._validate()
@@ -338,6 +376,22 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
         minibatch_size=64, gamma=0.999, gae_lambda=0.95, clip_coef=0.18,
         normalize_observations=True, normalize_rewards=True,
     ),
+    # MinAtar (Young & Tian 2019): 10x10xC bool images; the MinAtar paper's network, one 3x3
+    # convolution of 16 channels and 128 hidden units, with the Atari PPO settings below.
+    **dict.fromkeys(("MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"), dict(
+        n_envs=16, n_steps=128, total_steps=3_000_000 // 2048 * 2048, learning_rate=5e-4, n_epochs=4,
+        minibatch_size=512, gamma=0.99, gae_lambda=0.95, clip_coef=0.2, ent_coef=0.01,
+        cnn_channels=(16,), cnn_kernels=(3,), cnn_strides=(1,), cnn_features=128, hidden_sizes=(),
+    )),
+    # MiniGrid: a 7x7x3 grid of object/colour/state indices (an image to the encoder), the agent's
+    # direction one-hot, the mission text dropped. Small 2x2 convolutions as in the MiniGrid
+    # authors' rl-starter-files; solved when the mean return reaches 0.9.
+    "MiniGrid-DoorKey-5x5-v0": dict(
+        n_envs=16, n_steps=128, total_steps=250 * 2048, learning_rate=2e-3, n_epochs=4,
+        minibatch_size=512, gamma=0.99, gae_lambda=0.95, ent_coef=0.01, reward_threshold=0.9,
+        cnn_channels=(16, 32, 64), cnn_kernels=(2, 2, 2), cnn_strides=(1, 1, 1), cnn_features=64,
+        hidden_sizes=(64,),
+    ),
 }, "trpo": {
     # Tuned here: seeds 0-3 solved at 62k-67k steps.
     "CartPole-v1": dict(n_envs=8, n_steps=256, total_steps=97 * 2048, max_kl=0.02),
@@ -358,6 +412,32 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
     # Tuned here: seeds 0-4 solved at 826k-1,335k steps (median 883k).
     "LunarLander-v3": dict(n_envs=16, n_steps=512, total_steps=244 * 8192, learning_rate=3e-3),
 }}
+
+
+# Every ALE id (the Atari preprocessing of ppolab.atari applies to them): the standard PPO
+# Atari setting (Schulman et al. 2017, table 5; CleanRL's ppo_atari.py): 8 envs x 128 steps,
+# 4 epochs of 4 minibatches, lr 2.5e-4 annealed, clip 0.1, entropy 0.01, clipped value loss,
+# the Nature CNN with the heads on its 512 features, 10M steps.
+ATARI_PPO = dict(
+    n_envs=8, n_steps=128, total_steps=10_000_000 // 1024 * 1024, learning_rate=2.5e-4, anneal_lr=True,
+    n_epochs=4, minibatch_size=256, gamma=0.99, gae_lambda=0.95, clip_coef=0.1, ent_coef=0.01,
+    vf_coef=0.5, clip_value_loss=True, max_grad_norm=0.5, hidden_sizes=(), shared_encoder=True,
+)
+PRESET_FAMILIES: dict[str, dict[str, dict[str, Any]]] = {"ppo": {"ALE/": ATARI_PPO}}
+
+
+def _tuned(env_id: str | None, algo: str) -> tuple[str, dict[str, Any]] | None:
+    """(what the preset is for, its values): the env's own preset, else its family's (by id prefix)."""
+    if env_id in PRESETS.get(algo, {}):
+        return env_id, PRESETS[algo][env_id]
+    for prefix, values in PRESET_FAMILIES.get(algo, {}).items():
+        if env_id and env_id.startswith(prefix):
+            return f"{prefix}* ids", values
+    return None
+
+
+def has_preset(env_id: str | None, algo: str) -> bool:
+    return _tuned(env_id, algo) is not None
 
 
 # What an environment without a preset gets when its actions are continuous (Box): the
@@ -386,8 +466,9 @@ def preset(env_id: str | None, algo: str = "ppo", action_kind: str | None = None
 
 def defaults_origin(env_id: str | None, algo: str = "ppo", action_kind: str | None = None) -> str:
     """Which settings :func:`preset` starts from, and why, in words (for the CLI and check-env)."""
-    if env_id in PRESETS.get(algo, {}):
-        return f"the tuned {algo} preset for {env_id}"
+    tuned = _tuned(env_id, algo)
+    if tuned is not None:
+        return f"the tuned {algo} preset for {tuned[0]}"
     if action_kind == "box":
         return (f"the {algo} continuous-control defaults (continuous actions and no preset: "
                 f"{describe_changes(CONTINUOUS_DEFAULTS[algo])})")
@@ -397,9 +478,9 @@ def defaults_origin(env_id: str | None, algo: str = "ppo", action_kind: str | No
 
 def _preset_values(env_id: str | None, algo: str, action_kind: str | None) -> dict[str, Any]:
     config_class(algo)  # an unknown algorithm: the error lists the known ones
-    tuned = PRESETS.get(algo, {}).get(env_id or "")
+    tuned = _tuned(env_id, algo)
     if tuned is not None:
-        return tuned
+        return tuned[1]
     return CONTINUOUS_DEFAULTS[algo] if action_kind == "box" else {}
 
 

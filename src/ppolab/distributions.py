@@ -1,17 +1,17 @@
-"""Policy distributions pi_theta(a|s) as pure functions of the network outputs: categorical
-(Discrete), diagonal Gaussian and tanh-squashed Gaussian (Box), independent categoricals
-(MultiDiscrete).
+"""Policy distributions pi_theta(a|s): the math as pure functions of the network outputs, and
+small objects over them that the algorithms use (:class:`Categorical` for Discrete actions,
+:class:`MultiCategorical` for MultiDiscrete, :class:`DiagGaussian`, optionally tanh-squashed,
+for Box), made by the actor's :class:`PolicyHead`.
 
-Plain functions instead of ``torch.distributions.Categorical``: the same math without the
-argument validation and object construction that cost more than the network itself at the
-batch sizes of vector-observation tasks.
+Own classes instead of ``torch.distributions``: the same math without the argument validation
+and object construction that cost more than the network itself at the batch sizes of
+vector-observation tasks.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from ppolab.action_spaces import ActionSpec
@@ -35,7 +35,7 @@ def entropy(log_probs: torch.Tensor) -> torch.Tensor:
 def sample(log_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One action per row, drawn from pi(.|s) with the Gumbel-max trick (exact, and seeded by
     ``generator``): argmax_a (log pi(a|s) + G_a) with G_a ~ Gumbel(0, 1)."""
-    u = torch.rand(log_probs.shape, generator=generator, dtype=log_probs.dtype)
+    u = torch.rand(log_probs.shape, generator=generator, dtype=log_probs.dtype, device=log_probs.device)
     gumbel = -torch.log(-torch.log(u.clamp_(min=torch.finfo(u.dtype).tiny)))
     return (log_probs + gumbel).argmax(-1)
 
@@ -78,7 +78,7 @@ def gaussian_kl(mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Ten
 def gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """a = mu + sigma * eps with eps ~ N(0, I)."""
-    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
     return mean + torch.exp(log_std) * eps
 
 
@@ -128,79 +128,156 @@ def bounded_log_std(log_std: torch.Tensor) -> torch.Tensor:
     return log_std.clamp(*LOG_STD_BOUNDS)
 
 
-class PolicyDistribution:
-    """Sampling, log-probabilities and entropies for one :class:`ActionSpec`, from the policy
-    head's output (and, for Box actions, the log-std parameter)."""
+# --- distribution objects: pi_theta(.|s) for a batch of states ---------------------------------
+#
+# Each owns its parameters (logits; a Gaussian's mean and log-std) so that no caller passes
+# them around by hand. ``log_prob`` and ``sample`` work on actions as the rollout stores them
+# (see ppolab.action_spaces); ``detach`` freezes pi_old for TRPO's and PPO-KL's KL terms.
 
-    def __init__(self, spec: ActionSpec) -> None:
-        self.spec = spec
-        self.kind = spec.kind
+
+class Categorical:
+    """pi(a|s) = softmax(logits)_a over ``[..., A]`` logits (Discrete actions)."""
+
+    __slots__ = ("logits", "_log_probs")
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+        self._log_probs: torch.Tensor | None = None
+
+    @property
+    def log_probs(self) -> torch.Tensor:
+        if self._log_probs is None:
+            self._log_probs = log_softmax(self.logits)
+        return self._log_probs
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return sample(self.log_probs, generator)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return log_prob(self.log_probs, actions)
+
+    def entropy(self) -> torch.Tensor:
+        return entropy(self.log_probs)
+
+    def kl(self, other: Categorical) -> torch.Tensor:
+        """D_KL(self || other) per state."""
+        return kl(self.log_probs, other.log_probs)
+
+    def mode(self) -> torch.Tensor:
+        return mode(self.logits)  # argmax of the logits = argmax of the log-probabilities
+
+    def detach(self) -> Categorical:
+        return Categorical(self.logits.detach())
+
+    def index(self, rows: torch.Tensor | slice) -> Categorical:
+        """The distributions of the states ``rows`` of a batch."""
+        return Categorical(self.logits[rows])
+
+
+class MultiCategorical:
+    """Independent categoricals, one per MultiDiscrete component, over ``[..., sum(nvec)]``
+    logits: log pi(a) = sum_k log pi_k(a_k)."""
+
+    __slots__ = ("logits", "nvec", "_parts")
+
+    def __init__(self, logits: torch.Tensor, nvec: tuple[int, ...]) -> None:
+        self.logits, self.nvec = logits, nvec
+        self._parts: list[torch.Tensor] | None = None
+
+    @property
+    def parts(self) -> list[torch.Tensor]:
+        if self._parts is None:
+            self._parts = multi_log_softmax(self.logits, self.nvec)
+        return self._parts
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return multi_sample(self.parts, generator)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        return multi_log_prob(self.parts, actions)
+
+    def entropy(self) -> torch.Tensor:
+        return multi_entropy(self.parts)
+
+    def kl(self, other: MultiCategorical) -> torch.Tensor:
+        return sum(kl(p, q) for p, q in zip(self.parts, other.parts))
+
+    def mode(self) -> torch.Tensor:
+        return torch.stack([p.argmax(-1) for p in self.logits.split(list(self.nvec), -1)], -1)
+
+    def detach(self) -> MultiCategorical:
+        return MultiCategorical(self.logits.detach(), self.nvec)
+
+    def index(self, rows: torch.Tensor | slice) -> MultiCategorical:
+        return MultiCategorical(self.logits[rows], self.nvec)
+
+
+class DiagGaussian:
+    """N(mean, diag(exp(log_std)^2)) over Box actions; with ``squash`` the action sent to the env
+    is tanh of the sample and the log-probability includes the tanh log-det-Jacobian (the stored
+    action is always the pre-squash sample u). The log-std is clamped to ``LOG_STD_BOUNDS``."""
+
+    __slots__ = ("mean", "log_std", "squash")
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor, squash: bool = False) -> None:
+        self.mean = mean
+        self.log_std = bounded_log_std(log_std).expand_as(mean)
+        self.squash = squash
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return gaussian_sample(self.mean, self.log_std, generator)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        if self.squash:
+            return squashed_gaussian_log_prob(self.mean, self.log_std, actions)
+        return gaussian_log_prob(self.mean, self.log_std, actions)
+
+    def entropy(self) -> torch.Tensor:
+        """Of the Gaussian (before any squash: the squashed entropy has no closed form)."""
+        return gaussian_entropy(self.log_std)
+
+    def kl(self, other: DiagGaussian) -> torch.Tensor:
+        """Of the Gaussians; with tanh-squashing too, since a bijection applied to both
+        distributions leaves the KL unchanged."""
+        return gaussian_kl(self.mean, self.log_std, other.mean, other.log_std)
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+    def detach(self) -> DiagGaussian:
+        return DiagGaussian(self.mean.detach(), self.log_std.detach(), self.squash)
+
+    def index(self, rows: torch.Tensor | slice) -> DiagGaussian:
+        return DiagGaussian(self.mean[rows], self.log_std[rows], self.squash)
+
+
+Distribution = Categorical | MultiCategorical | DiagGaussian
+
+
+def _linear_parameters(module: torch.nn.Module, n_in: int, n_out: int, gain: float) -> None:
+    layer = torch.nn.Linear(n_in, n_out)  # made and re-initialized as every other layer, so a
+    torch.nn.init.orthogonal_(layer.weight, gain)  # seed draws the same networks as before
+    torch.nn.init.zeros_(layer.bias)
+    module.weight, module.bias = layer.weight, layer.bias
+
+
+class PolicyHead(torch.nn.Module):
+    """The last layer of the actor: features ``[..., F]`` to the distribution over actions for
+    one :class:`ActionSpec`. Its linear layer starts orthogonal with gain 0.01, so that the first
+    policy is near uniform (or near zero-mean); a Box head also owns the learned,
+    state-independent log-std (PPO paper, sec. 6.1)."""
+
+    def __init__(self, n_features: int, spec: ActionSpec, log_std_init: float = 0.0) -> None:
+        super().__init__()
+        self.spec, self.kind = spec, spec.kind
+        _linear_parameters(self, n_features, spec.head_dim, 0.01)
         if spec.kind == "box":
-            self._low = np.asarray(spec.low, dtype=np.float32)
-            self._high = np.asarray(spec.high, dtype=np.float32)
-        else:
-            self._start = np.asarray(spec.start, dtype=np.int64)
-            self._offset = bool(self._start.any())
+            self.log_std = torch.nn.Parameter(torch.full((spec.head_dim,), float(log_std_init)))
 
-    def sample(self, head: torch.Tensor, log_std: torch.Tensor | None,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action, log pi(action)) for each row of ``head``."""
+    def forward(self, features: torch.Tensor) -> Distribution:
+        out = torch.nn.functional.linear(features, self.weight, self.bias)
         if self.kind == "discrete":
-            log_probs = log_softmax(head)
-            action = sample(log_probs, generator)
-            return action, log_prob(log_probs, action)
+            return Categorical(out)
         if self.kind == "multidiscrete":
-            parts = multi_log_softmax(head, self.spec.nvec)
-            action = multi_sample(parts, generator)
-            return action, multi_log_prob(parts, action)
-        log_std = bounded_log_std(log_std).expand_as(head)
-        action = gaussian_sample(head, log_std, generator)
-        return action, self._box_log_prob(head, log_std, action)
-
-    def log_prob_entropy(self, head: torch.Tensor, log_std: torch.Tensor | None,
-                         actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log pi(a|s), H[pi(.|s)]) of stored ``actions`` under the current network."""
-        if self.kind == "discrete":
-            log_probs = log_softmax(head)
-            return log_prob(log_probs, actions), entropy(log_probs)
-        if self.kind == "multidiscrete":
-            parts = multi_log_softmax(head, self.spec.nvec)
-            return multi_log_prob(parts, actions), multi_entropy(parts)
-        log_std = bounded_log_std(log_std).expand_as(head)
-        return self._box_log_prob(head, log_std, actions), gaussian_entropy(log_std)
-
-    def kl(self, old_head: torch.Tensor, old_log_std: torch.Tensor | None, head: torch.Tensor,
-           log_std: torch.Tensor | None) -> torch.Tensor:
-        """Exact per-state D_KL(pi_old(.|s) || pi(.|s)) (TRPO's constraint, PPO-KL's penalty).
-        For tanh-squashed actions it is the KL of the Gaussians before the squash: a bijection
-        applied to both distributions leaves the KL unchanged."""
-        if self.kind == "discrete":
-            return kl(log_softmax(old_head), log_softmax(head))
-        if self.kind == "multidiscrete":
-            nvec = self.spec.nvec
-            pairs = zip(multi_log_softmax(old_head, nvec), multi_log_softmax(head, nvec))
-            return sum(kl(old, new) for old, new in pairs)
-        return gaussian_kl(old_head, bounded_log_std(old_log_std).expand_as(old_head), head,
-                           bounded_log_std(log_std).expand_as(head))
-
-    def mode(self, head: torch.Tensor) -> torch.Tensor:
-        """The most likely action (deterministic evaluation): argmax, or the Gaussian mean."""
-        if self.kind == "discrete":
-            return mode(head)  # argmax of the logits = argmax of the log-probabilities
-        if self.kind == "multidiscrete":
-            return torch.stack([p.argmax(-1) for p in head.split(list(self.spec.nvec), -1)], -1)
-        return head
-
-    def to_env(self, actions: torch.Tensor) -> np.ndarray:
-        """Stored actions as the env expects them (offsets, clipping or squashing)."""
-        array = actions.numpy()
-        if self.kind != "box":
-            return array + self._start if self._offset else array
-        if self.spec.squash:
-            return self._low + (np.tanh(array) + 1.0) * 0.5 * (self._high - self._low)
-        return np.clip(array, self._low, self._high)
-
-    def _box_log_prob(self, mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        if self.spec.squash:
-            return squashed_gaussian_log_prob(mean, log_std, actions)
-        return gaussian_log_prob(mean, log_std, actions)
+            return MultiCategorical(out, self.spec.nvec)
+        return DiagGaussian(out, self.log_std, self.spec.squash)

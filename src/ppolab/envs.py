@@ -4,6 +4,11 @@ Accepted: a registered Gymnasium id (``"CartPole-v1"``), ``"package.module:Attr"
 class or factory, an env instance, a zero-argument factory, or a ready ``gymnasium.vector.VectorEnv``.
 Everything becomes a vector env with Gymnasium 1.x's default *next-step* autoreset, which the
 collector (:mod:`ppolab.rollout`) relies on.
+
+One env is made in one place, :func:`make_env` (training, evaluation and ``check-env`` alike):
+it registers the ids of the optional packages on first use (``ALE/`` ids: ale-py, with the
+Atari preprocessing of :mod:`ppolab.atari`; ``MinAtar/``: minatar; ``MiniGrid-`` and
+``BabyAI-``: minigrid) and says which extra to install when one is missing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from ppolab import atari
 from ppolab.action_spaces import ActionSpec
+from ppolab.observations import ObservationSpec
 from ppolab.errors import (
     EnvironmentFaultError,
     EnvironmentSpecError,
@@ -47,9 +54,13 @@ class EnvInfo:
     """What the rest of ppolab needs to know about an environment."""
 
     env_id: str  # a registered id, "module:Attr", or a description of the user's object
-    obs_shape: tuple[int, ...]
+    observation: ObservationSpec
     action: ActionSpec
     reward_threshold: float | None
+    # Episode returns come from info["ppolab_score"] at each real episode end (whole unclipped
+    # games under the Atari preprocessing) instead of the sum of the rewards trained on.
+    scores_from_info: bool = False
+    space: gym.Space | None = dataclasses.field(default=None, compare=False)  # the observation space
 
     @property
     def n_actions(self) -> int:
@@ -61,14 +72,63 @@ class EnvInfo:
         """Discrete(n, start=s): actions are s .. s+n-1."""
         return self.action.start[0]
 
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """The shape of a single-leaf observation."""
+        return self.observation.shape
+
+    @property
+    def observation_space(self) -> gym.Space:
+        """The env's observation space, or one rebuilt from the spec (a loaded model)."""
+        return self.space if self.space is not None else self.observation.to_space()
+
     def to_dict(self) -> dict:
-        return {"env_id": self.env_id, "obs_shape": list(self.obs_shape),
-                "action": dataclasses.asdict(self.action), "reward_threshold": self.reward_threshold}
+        return {"env_id": self.env_id, "observation": self.observation.to_dict(),
+                "action": dataclasses.asdict(self.action), "reward_threshold": self.reward_threshold,
+                "scores_from_info": self.scores_from_info}
 
     @classmethod
     def from_dict(cls, data: dict) -> EnvInfo:
-        return cls(data["env_id"], tuple(data["obs_shape"]), ActionSpec(**data["action"]),
-                   data["reward_threshold"])
+        observation = (ObservationSpec.from_dict(data["observation"]) if "observation" in data
+                       else ObservationSpec.vector(tuple(data["obs_shape"])))  # files before 0.2
+        return cls(data["env_id"], observation, ActionSpec(**data["action"]), data["reward_threshold"],
+                   bool(data.get("scores_from_info", False)))
+
+
+# Ids of optional packages: the prefix, the extra that installs them, and how to register them.
+def _register_minatar() -> None:
+    import minatar.gym
+
+    if "MinAtar/Breakout-v1" not in gym.registry:
+        minatar.gym.register_envs()
+
+
+def _register_minigrid() -> None:
+    import minigrid  # noqa: F401  (registers its ids on import)
+
+
+NAMESPACES: dict[str, tuple[str, Callable[[], None]]] = {
+    atari.ATARI_NAMESPACE: ("atari", atari.register),
+    "MinAtar/": ("minatar", _register_minatar),
+    "MiniGrid-": ("minigrid", _register_minigrid),
+    "BabyAI-": ("minigrid", _register_minigrid),
+}
+
+
+def register_namespace(env_id: str) -> None:
+    """Register the ids of the optional package ``env_id`` belongs to, if any, or say which
+    extra installs it."""
+    for prefix, (extra, register) in NAMESPACES.items():
+        if env_id.startswith(prefix):
+            if extra == "atari":
+                register()  # its own message names both ale-py and OpenCV
+                return
+            try:
+                register()
+            except ImportError:
+                raise EnvironmentSpecError(
+                    f"{env_id} needs the {extra} package: pip install 'ppolab[{extra}]'") from None
+            return
 
 
 def resolve_env_id(env_id: str) -> str:
@@ -115,15 +175,17 @@ def _import_attr(path: str) -> Callable[[], gym.Env]:
 
 
 def check_spaces(
-    observation_space: gym.Space, action_space: gym.Space, where: str, squash_actions: bool = False
-) -> ActionSpec:
-    """The action spec, or :class:`EnvironmentSpecError` unless ppolab supports these spaces."""
-    if not isinstance(observation_space, gym.spaces.Box):
-        raise EnvironmentSpecError(
-            f"{where}: unsupported observation space {observation_space}; ppolab supports Box "
-            "observations (wrap others, e.g. gymnasium.wrappers.FlattenObservation)"
-        )
-    return ActionSpec.from_space(action_space, squash_actions, where)
+    observation_space: gym.Space, action_space: gym.Space, where: str, squash_actions: bool = False,
+    unsupported: str = "drop", notify: Callable[[str], None] | None = None,
+) -> tuple[ObservationSpec, ActionSpec]:
+    """The observation and action specs, or :class:`EnvironmentSpecError` unless ppolab supports
+    these spaces (see :class:`~ppolab.observations.ObservationSpec`)."""
+    observation = ObservationSpec.from_space(observation_space, where, unsupported, notify)
+    return observation, ActionSpec.from_space(action_space, squash_actions, where)
+
+
+def _notice(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 class FaultGuard(gym.Wrapper):
@@ -142,7 +204,7 @@ class FaultGuard(gym.Wrapper):
     def __init__(self, env: gym.Env, index: int | None = None) -> None:
         super().__init__(env)
         self.ppolab_env_index = index
-        self._obs_shape = env.observation_space.shape
+        self._spec = ObservationSpec.from_space(env.observation_space)
 
     def step(self, action: Any) -> tuple:
         return self._call("step()", self.env.step, action)
@@ -167,12 +229,11 @@ class FaultGuard(gym.Wrapper):
         return EnvironmentFaultError(f"{self._name()} raised {type(exc).__name__}: {exc} in {method}")
 
     def _check_shape(self, observation: Any, method: str) -> None:
-        shape = np.shape(observation)
-        if shape != self._obs_shape:
+        problem = self._spec.problem(observation, finite=False)
+        if problem is not None:
+            why = " (its observation space's shape)" if problem.kind == "shape" else ""
             raise EnvironmentFaultError(
-                f"{self._name()} returned an observation of shape {shape} instead of "
-                f"{self._obs_shape} (its observation space's shape) from {method}"
-            )
+                f"{self._name()} returned an observation {problem.detail}{why} from {method}")
 
 
 def _guarded(factory: Callable[[], gym.Env], index: int, worker: bool = False) -> gym.Env:
@@ -187,42 +248,45 @@ def _as_worker(env: gym.Env) -> gym.Env:
 
 
 def make_vec_env(
-    source: EnvSource, n_envs: int, vectorization: str = "auto", squash_actions: bool = False
+    source: EnvSource, n_envs: int, vectorization: str = "auto", squash_actions: bool = False,
+    unsupported: str = "drop",
 ) -> tuple[gym.vector.VectorEnv, EnvInfo]:
     """A next-step-autoreset vector env of ``n_envs`` copies of ``source``, and its :class:`EnvInfo`.
 
     Raises :class:`EnvironmentSpecError` for unknown ids and unsupported spaces, before any
     training starts. Sub-envs that ppolab vectorizes itself (sync or async) are wrapped in
     :class:`FaultGuard`; native vector implementations and ready vector envs are used as they are.
+    ``unsupported`` says what to do with Dict/Tuple parts no encoder handles (drop or refuse).
     """
     threshold = None
+    scores_from_info = False
     if isinstance(source, gym.vector.VectorEnv):
         vec_env, name = source, type(source.unwrapped).__name__
         if source.spec is not None:  # gym.make_vec sets it
             name, threshold = source.spec.id, source.spec.reward_threshold
     elif isinstance(source, str) and ":" not in source:
         name = resolve_env_id(source)
+        register_namespace(name)
         spec = _spec(name)
         threshold = spec.reward_threshold
         mode = vectorization
+        if atari.is_atari(name):
+            if mode == "vector_entry_point":
+                raise EnvironmentSpecError(
+                    f"{name}: ALE's own vector env clips rewards and reports no game scores; ppolab "
+                    "applies the Atari preprocessing itself, use vectorization=auto, sync or async")
+            mode = "sync" if mode == "auto" else mode
         if mode == "auto":
             mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-        if mode == "vector_entry_point" and spec.vector_entry_point is None:
-            raise EnvironmentSpecError(
-                f"{name} has no vectorized implementation; use vectorization=sync or async"
-            )
-        # Check the spaces on one env first, so a bad env fails fast without spawning workers.
-        with _gym_errors(name):
-            if mode == "async":
-                probe = gym.make(name)
-                check_spaces(probe.observation_space, probe.action_space, name)
-                probe.close()
-            guarded = mode in ("sync", "async")
-            wrappers = [_as_worker, FaultGuard] if mode == "async" else [FaultGuard]
-            vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode,
-                                   wrappers=wrappers if guarded else None)
-            if guarded:
-                vec_env.set_attr("ppolab_env_index", list(range(n_envs)))
+        if mode == "vector_entry_point":
+            if spec.vector_entry_point is None:
+                raise EnvironmentSpecError(
+                    f"{name} has no vectorized implementation; use vectorization=sync or async")
+            with _gym_errors(name):
+                vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode)
+        else:
+            vec_env, scores_from_info = _vectorize(functools.partial(make_env, name), name, n_envs, mode,
+                                                   unsupported)
     else:
         if isinstance(source, str):
             name, factory = source, _import_attr(source)
@@ -240,33 +304,17 @@ def make_vec_env(
                 f"cannot make an environment from {type(source).__name__}; pass a Gymnasium id, "
                 "'module:Attr', an env instance, a factory, or a gymnasium.vector.VectorEnv"
             )
-        try:
-            first = factory()
-        except PPOLabError:
-            raise
-        except Exception as exc:
-            raise EnvironmentSpecError(
-                f"'{name}' failed to create an env ({type(exc).__name__}: {exc}); pass a class or "
-                "factory that can be called with no arguments"
-            ) from None
-        if not isinstance(first, gym.Env):
-            raise EnvironmentSpecError(f"'{name}' made a {type(first).__name__}, not a gymnasium.Env")
+        first = _call_factory(factory, name)
         if first.spec is not None:
             threshold = first.spec.reward_threshold
             if not isinstance(source, str):
                 name = first.spec.id  # a registered env, so `ppolab eval` can make it again
-        check_spaces(first.observation_space, first.action_space, name)
-        fns = [lambda first=first: FaultGuard(first, 0)]
-        fns += [functools.partial(_guarded, factory, i) for i in range(1, n_envs)]
-        if vectorization == "async":
-            first.close()
-            fns = [functools.partial(_guarded, factory, i, True) for i in range(n_envs)]
-        vec_cls = gym.vector.AsyncVectorEnv if vectorization == "async" else gym.vector.SyncVectorEnv
-        vec_env = vec_cls(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
+        vec_env, scores_from_info = _vectorize(factory, name, n_envs, vectorization, unsupported, first)
 
     try:
-        action = check_spaces(vec_env.single_observation_space, vec_env.single_action_space, name,
-                              squash_actions)
+        space = vec_env.single_observation_space
+        observation, action = check_spaces(space, vec_env.single_action_space, name, squash_actions,
+                                           unsupported, _notice)
         mode = vec_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode != AutoresetMode.NEXT_STEP:
             raise EnvironmentSpecError(
@@ -278,11 +326,52 @@ def make_vec_env(
         raise
     info = EnvInfo(
         env_id=name,
-        obs_shape=tuple(int(d) for d in vec_env.single_observation_space.shape),
+        observation=observation,
         action=action,
         reward_threshold=None if threshold is None else float(threshold),
+        scores_from_info=scores_from_info,
+        space=space,
     )
     return vec_env, info
+
+
+def _vectorize(factory: Callable[[], gym.Env], name: str, n_envs: int, mode: str, unsupported: str,
+               first: gym.Env | None = None) -> tuple[gym.vector.VectorEnv, bool]:
+    """A sync or async vector env of ``factory``'s envs, each in a :class:`FaultGuard`, and
+    whether they report whole-game scores (:func:`ppolab.atari.reports_game_scores`). The
+    spaces are checked on the first env (made here, or passed in) before any worker starts."""
+    if first is None:
+        first = _call_factory(factory, name)
+    scores_from_info = atari.reports_game_scores(first)
+    try:
+        check_spaces(first.observation_space, first.action_space, name, unsupported=unsupported)
+    except EnvironmentSpecError:
+        first.close()
+        raise
+    if mode == "async":
+        first.close()
+        fns = [functools.partial(_guarded, factory, i, True) for i in range(n_envs)]
+        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP), scores_from_info
+    fns = [lambda first=first: FaultGuard(first, 0)]
+    fns += [functools.partial(_guarded, factory, i) for i in range(1, n_envs)]
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP), scores_from_info
+
+
+def _call_factory(factory: Callable[[], gym.Env], name: str) -> gym.Env:
+    """``factory()``, with what went wrong said in one :class:`EnvironmentSpecError`."""
+    try:
+        env = factory()
+    except PPOLabError:
+        raise
+    except Exception as exc:
+        raise EnvironmentSpecError(
+            f"'{name}' failed to create an env ({type(exc).__name__}: {exc}); pass a class or "
+            "factory that can be called with no arguments"
+        ) from None
+    if not isinstance(env, gym.Env):
+        raise EnvironmentSpecError(
+            f"'{name}' made a {type(env).__name__}, not a gymnasium.Env; subclass gymnasium.Env")
+    return env
 
 
 def action_kind(source: EnvSource) -> tuple[str | None, EnvSource]:
@@ -296,7 +385,7 @@ def action_kind(source: EnvSource) -> tuple[str | None, EnvSource]:
         return _kind(source.action_space), source
     try:
         if isinstance(source, str):
-            env = make_single_env(source) if ":" in source else gym.make(resolve_env_id(source))
+            env = make_env(source)
             kind = _kind(env.action_space)
             env.close()
             return kind, source
@@ -325,22 +414,39 @@ class _Primed:
         return env
 
 
-def make_single_env(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """One (non-vector) env by id or ``module:Attr``, e.g. for evaluation and video."""
-    if ":" in env_id:
-        factory = _import_attr(env_id)
-        try:
-            return factory(render_mode=render_mode) if render_mode else factory()
-        except TypeError:
-            return factory()
-    name = resolve_env_id(env_id)
-    if name not in gym.registry:
-        raise EnvironmentSpecError(
-            f"cannot make environment '{name}' again: it is not a registered id (the model was "
-            "trained on an env object); evaluate it in Python with your own env and agent.predict()"
-        )
+def make_env(target: str, training: bool = True, render_mode: str | None = None) -> gym.Env:
+    """One (non-vector) env from a registered id or ``module:Attr``: the one place envs are
+    made from names. ALE ids get the Atari preprocessing (:func:`ppolab.atari.make_atari_env`;
+    ``training=False`` leaves out the life-loss episodes and the reward clipping, so that an
+    episode's return is the game score)."""
+    if ":" in target:
+        factory = _import_attr(target)
+        if render_mode:
+            try:
+                return _call_factory(functools.partial(factory, render_mode=render_mode), target)
+            except EnvironmentSpecError:
+                pass  # a factory without a render_mode argument
+        return _call_factory(factory, target)
+    name = resolve_env_id(target)
+    register_namespace(name)
+    _spec(name)  # an unknown id: the error suggests the closest registered ones
     with _gym_errors(name):
+        if atari.is_atari(name):
+            return atari.make_atari_env(name, training=training, render_mode=render_mode)
         return gym.make(name, render_mode=render_mode)
+
+
+def make_single_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+    """One env to evaluate a model on (``training=False``), by id or ``module:Attr``."""
+    if ":" not in env_id:
+        name = resolve_env_id(env_id)
+        register_namespace(name)
+        if name not in gym.registry:
+            raise EnvironmentSpecError(
+                f"cannot make environment '{name}' again: it is not a registered id (the model was "
+                "trained on an env object); evaluate it in Python with your own env and agent.predict()"
+            )
+    return make_env(env_id, training=False, render_mode=render_mode)
 
 
 @contextlib.contextmanager

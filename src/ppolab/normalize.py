@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ppolab.observations import Observation, ObservationSpec
+
 EPS = 1e-8
 
 
@@ -49,15 +51,49 @@ class RunningMeanStd:
 
 
 class ObservationNormalizer:
-    def __init__(self, shape: tuple[int, ...], clip: float) -> None:
-        self.stats, self.clip = RunningMeanStd(shape), clip
+    """Normalizes the vector leaves of observations (see :mod:`ppolab.observations`), each with
+    its own running statistics; images, one-hot and binary leaves pass through unchanged."""
 
-    def __call__(self, obs: np.ndarray, update: bool) -> np.ndarray:
-        """Normalized ``[B, *shape]`` observations (float32); ``update`` adds them to the stats first."""
+    def __init__(self, spec: ObservationSpec | tuple[int, ...], clip: float) -> None:
+        if isinstance(spec, tuple):
+            spec = ObservationSpec.vector(spec)
+        self.structured, self.clip = spec.structured, clip
+        self.by_key = {leaf.key: RunningMeanStd(leaf.shape) for leaf in spec.leaves if leaf.kind == "vector"}
+
+    @staticmethod
+    def applies(spec: ObservationSpec) -> bool:
+        """Whether ``spec`` has anything to normalize."""
+        return any(leaf.kind == "vector" for leaf in spec.leaves)
+
+    @property
+    def stats(self) -> RunningMeanStd:
+        """The statistics of a single-leaf observation."""
+        return self.by_key[""]
+
+    def __call__(self, obs: Observation, update: bool) -> Observation:
+        """Normalized ``[B, ...]`` observations (vector leaves float32); ``update`` adds them to
+        the statistics first."""
+        if not self.structured:
+            return self._normalize(self.stats, obs, update)
+        return {k: self._normalize(self.by_key[k], v, update) if k in self.by_key else v for k, v in obs.items()}
+
+    def _normalize(self, stats: RunningMeanStd, obs: np.ndarray, update: bool) -> np.ndarray:
         if update:
-            self.stats.update(obs)
-        scaled = (obs - self.stats.mean) / np.sqrt(self.stats.var + EPS)
+            stats.update(obs)
+        scaled = (obs - stats.mean) / np.sqrt(stats.var + EPS)
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        if not self.structured:
+            return self.stats.state_dict()
+        return {k: s.state_dict() for k, s in self.by_key.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not self.structured:
+            self.stats.load_state_dict(state)
+            return
+        for k, s in self.by_key.items():
+            s.load_state_dict(state[k])
 
 
 class RewardScaler:

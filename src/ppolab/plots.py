@@ -40,7 +40,8 @@ def learning_curve(
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a run too short for any episode to end has none
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png)
     plt.close(fig)

@@ -1,105 +1,127 @@
-"""Actor-critic networks: pi_theta(a|s) (logits) and V_phi(s), with PPO's orthogonal init."""
+"""Actor-critic networks: an observation encoder, then a trunk MLP, then the heads.
+
+    observation --> encoder --> actor trunk  --> policy head --> pi_theta(.|s)  (a distribution)
+    (per space,     (MLP,  \\-> critic trunk --> value head  --> V_phi(s)
+     see encoders)   hidden_sizes)
+
+The encoder is chosen from the observation space (:mod:`ppolab.encoders`) and is shared by the
+actor and the critic by default (``shared_encoder``, as in the PPO paper's Atari network); the
+trunks are separate by default (``shared_trunk``, as in its MuJoCo networks). Initialization is
+PPO's: orthogonal, gain sqrt(2) in hidden layers, 0.01 for the policy head (a near-uniform first
+policy) and 1 for the value head (Engstrom et al. 2020; Huang et al. 2022, detail 2).
+"""
 
 from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ppolab.action_spaces import ActionSpec
 from ppolab.config import Config
-from ppolab.distributions import PolicyDistribution
+from ppolab.distributions import Distribution, PolicyHead
+from ppolab.encoders import VectorEncoder, build_encoder, orthogonal_
+from ppolab.observations import Observation, ObservationSpec
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
-def _layer(n_in: int, n_out: int, gain: float) -> nn.Linear:
-    """A linear layer with orthogonal weights scaled by ``gain`` and zero bias (Engstrom et al.
-    2020; Huang et al. 2022, detail 2)."""
-    layer = nn.Linear(n_in, n_out)
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
 def _mlp(n_in: int, hidden: tuple[int, ...], activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += [_layer(n_in, width, math.sqrt(2)), _ACTIVATIONS[activation]()]
+        layers += [orthogonal_(nn.Linear(n_in, width), math.sqrt(2)), _ACTIVATIONS[activation]()]
         n_in = width
     return nn.Sequential(*layers)
 
 
-class ActorCritic(nn.Module):
-    """Maps observations ``[..., *obs_shape]`` to the policy head ``[..., H]`` (logits, or
-    Gaussian means for Box actions, see :mod:`ppolab.action_spaces`) and values ``[...]``.
+def _linear_refs(trunk: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(m.weight, m.bias) for m in trunk if isinstance(m, nn.Linear)]
 
-    Hidden layers get gain sqrt(2), the policy head 0.01 (so the initial policy is near uniform)
-    and the value head 1.0. With ``shared_trunk`` both heads read one trunk; otherwise the actor
-    and the critic are separate networks (the default, as in the PPO paper's MuJoCo setup).
+
+class ActorCritic(nn.Module):
+    """pi_theta(.|s) and V_phi(s) for observations ``[..., *obs]`` (any leading dimensions,
+    e.g. ``[T, N]``): :meth:`forward` gives both, :meth:`distribution` and :meth:`value` one.
+
+    ``observation`` describes the observations (:class:`~ppolab.observations.ObservationSpec`),
+    ``action`` the actions; ``space`` is the env's observation space, which a user's encoder
+    factory (``config.encoder``) is called with.
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], action: ActionSpec | int, config: Config) -> None:
+    def __init__(self, observation: ObservationSpec | tuple[int, ...], action: ActionSpec | int,
+                 config: Config, space: gym.Space | None = None, where: str = "env") -> None:
         super().__init__()
+        if isinstance(observation, tuple):  # a flat vector of this shape
+            observation = ObservationSpec.vector(observation)
         if isinstance(action, int):  # n logits for Discrete(n)
             action = ActionSpec("discrete", nvec=(action,), start=(0,))
-        self.action = action
-        self.distribution = PolicyDistribution(action)  # how head outputs become actions
-        n_actions = action.head_dim
-        n_in = math.prod(obs_shape)
-        self.obs_ndim = len(obs_shape)
-        hidden, act = config.hidden_sizes, config.activation
+        self.observation, self.action = observation, action
+        self.encoder = build_encoder(observation, config, space, where)
+        self.critic_encoder = None if config.shared_encoder else build_encoder(observation, config, space, where)
+        n_in, hidden, act = self.encoder.features, config.hidden_sizes, config.activation
         self.actor_trunk = _mlp(n_in, hidden, act)
         self.critic_trunk = None if config.shared_trunk else _mlp(n_in, hidden, act)
-        self.policy_head = _layer(hidden[-1], n_actions, 0.01)
-        self.value_head = _layer(hidden[-1], 1, 1.0)
-        # Box actions: a state-independent log standard deviation, learned (PPO paper, sec. 6.1)
-        self.log_std = (nn.Parameter(torch.full((n_actions,), float(config.log_std_init)))
-                        if action.kind == "box" else None)
+        n_features = hidden[-1] if hidden else n_in
+        self.policy_head = PolicyHead(n_features, action, config.log_std_init)
+        self.value_head = orthogonal_(nn.Linear(n_features, 1), 1.0)
 
         self._act = _ACTIVATION_FNS[act]
-        # Plain references to the parameters: calling the functions directly skips the
-        # per-module call and attribute-lookup overhead, a large share of the cost at this size.
-        self._actor_layers = [(m.weight, m.bias) for m in self.actor_trunk if isinstance(m, nn.Linear)]
-        self._critic_layers = (self._actor_layers if self.critic_trunk is None else
-                               [(m.weight, m.bias) for m in self.critic_trunk if isinstance(m, nn.Linear)])
-        self._policy_head = (self.policy_head.weight, self.policy_head.bias)
+        # Plain references to the parameters (the same Parameter objects after .to(device)):
+        # calling the functions directly skips the per-module call and attribute-lookup overhead,
+        # a large share of the cost for small MLPs.
+        self._actor_layers = _linear_refs(self.actor_trunk)
+        self._critic_layers = self._actor_layers if self.critic_trunk is None else _linear_refs(self.critic_trunk)
         self._value_head = (self.value_head.weight, self.value_head.bias)
+        # A float vector needs no encoding beyond a reshape: skip the module call then.
+        plain = isinstance(self.encoder, VectorEncoder)
+        self._obs_ndim = len(observation.single.shape) if plain else None
 
     def actor_parameters(self) -> list[nn.Parameter]:
-        """theta of pi_theta: the actor trunk, the policy head and the log-std (if any)."""
-        params = [*self.actor_trunk.parameters(), *self.policy_head.parameters()]
-        return params + ([self.log_std] if self.log_std is not None else [])
+        """theta of pi_theta: the (shared) encoder, the actor trunk and the policy head (with the
+        log-std of a Gaussian)."""
+        return [*self.encoder.parameters(), *self.actor_trunk.parameters(), *self.policy_head.parameters()]
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        """The parameters of V alone (the value head only, with a shared trunk)."""
-        trunk = [] if self.critic_trunk is None else list(self.critic_trunk.parameters())
-        return trunk + list(self.value_head.parameters())
+        """The parameters of V alone: its own encoder and trunk, if not shared, and the value head."""
+        own = [m for m in (self.critic_encoder, self.critic_trunk) if m is not None]
+        return [p for m in own for p in m.parameters()] + list(self.value_head.parameters())
 
-    def _flat(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.obs_ndim == 1:
-            return obs
-        return obs.unsqueeze(-1) if self.obs_ndim == 0 else obs.flatten(-self.obs_ndim)
+    @property
+    def device(self) -> torch.device:
+        return self.value_head.weight.device
+
+    def _encode(self, encoder: nn.Module, obs: Observation) -> torch.Tensor:
+        ndim = self._obs_ndim
+        if ndim is None:
+            return encoder(obs)
+        if ndim == 1:
+            return obs if obs.dtype == torch.float32 else obs.float()
+        obs = obs.float()
+        return obs.unsqueeze(-1) if ndim == 0 else obs.flatten(-ndim)
 
     def _trunk(self, layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
         for weight, bias in layers:
             x = self._act(F.linear(x, weight, bias))
         return x
 
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, values) for a batch of observations."""
-        x = self._flat(obs)
+    def forward(self, obs: Observation) -> tuple[Distribution, torch.Tensor]:
+        """(pi(.|s), V(s)) for a batch of observations."""
+        x = self._encode(self.encoder, obs)
         features = self._trunk(self._actor_layers, x)
+        if self.critic_encoder is not None:
+            x = self._encode(self.critic_encoder, obs)
         critic = features if self.critic_trunk is None else self._trunk(self._critic_layers, x)
-        return F.linear(features, *self._policy_head), F.linear(critic, *self._value_head).squeeze(-1)
+        return self.policy_head(features), F.linear(critic, *self._value_head).squeeze(-1)
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def distribution(self, obs: Observation) -> Distribution:
+        """pi(.|s) only (acting, and the policy-only updates)."""
+        return self.policy_head(self._trunk(self._actor_layers, self._encode(self.encoder, obs)))
+
+    def value(self, obs: Observation) -> torch.Tensor:
         """V(s) only."""
-        return F.linear(self._trunk(self._critic_layers, self._flat(obs)), *self._value_head).squeeze(-1)
-
-    def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        """Policy logits only (acting at evaluation time)."""
-        return F.linear(self._trunk(self._actor_layers, self._flat(obs)), *self._policy_head)
+        encoder = self.encoder if self.critic_encoder is None else self.critic_encoder
+        x = self._encode(encoder, obs)
+        return F.linear(self._trunk(self._critic_layers, x), *self._value_head).squeeze(-1)

@@ -11,6 +11,10 @@ following step ignores its action and returns the reset observation with reward 
 * the env is never reset between rollouts: an episode that crosses a rollout boundary is
   continued, and the boundary is bootstrapped with ``last_values`` = V(s_T).
 
+Observations are stored as the env gives them, per leaf (:mod:`ppolab.observations`): images
+stay uint8, Dict observations are ``{key: tensor}``. Storage lives on the CPU; the policy acts on
+``policy.device`` (one small copy per step), and the update gets the batch moved there once.
+
 The collector also refuses a misbehaving env (:class:`~ppolab.errors.EnvironmentFaultError`):
 an exception in ``step``/``reset``, a NaN/inf observation or reward, or observations of the
 wrong shape. A fault leaves the learning state (normalizer statistics, the sampling generator)
@@ -26,9 +30,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ppolab import atari
 from ppolab.envs import EnvInfo
 from ppolab.errors import EnvironmentFaultError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
+from ppolab.observations import Observation, ObservationSpec, tree_map
 from ppolab.policies import ActorCritic
 
 
@@ -36,7 +42,7 @@ from ppolab.policies import ActorCritic
 class Rollout:
     """T steps of N envs. Every tensor is ``[T, N, ...]`` except ``last_values`` (``[N]``)."""
 
-    observations: torch.Tensor  # s_t
+    observations: Observation  # s_t: a tensor, or {key: tensor} (Dict/Tuple spaces)
     actions: torch.Tensor  # a_t as stored (see ppolab.action_spaces): [T, N, *action_shape]
     log_probs: torch.Tensor  # log pi_old(a_t|s_t)
     values: torch.Tensor  # V(s_t)
@@ -60,7 +66,7 @@ class Rollout:
 class Batch:
     """The valid transitions of a rollout, flattened to ``[B, ...]`` for minibatch updates."""
 
-    observations: torch.Tensor
+    observations: Observation
     actions: torch.Tensor
     log_probs: torch.Tensor
     values: torch.Tensor
@@ -70,12 +76,22 @@ class Batch:
     def __len__(self) -> int:
         return self.actions.shape[0]
 
+    def _map(self, fn: Any) -> Batch:
+        return Batch(tree_map(fn, self.observations),
+                     *(fn(getattr(self, f)) for f in list(self.__dataclass_fields__)[1:]))
+
     def __getitem__(self, index: torch.Tensor) -> Batch:
-        return Batch(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+        return self._map(lambda x: x[index])
 
     def slice(self, start: int, stop: int) -> Batch:
         """Rows ``start:stop`` as views (no copy)."""
-        return Batch(*(getattr(self, f)[start:stop] for f in self.__dataclass_fields__))
+        return self._map(lambda x: x[start:stop])
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch on ``device`` (itself when it is there already)."""
+        if self.actions.device == torch.device(device):
+            return self
+        return self._map(lambda x: x.to(device))
 
 
 def minibatch_bounds(n: int, batch_size: int, minibatch_size: int) -> list[int]:
@@ -101,7 +117,7 @@ def to_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) 
         return x.reshape(-1, *x.shape[2:])[keep]
 
     return Batch(
-        flat(rollout.observations), flat(rollout.actions), flat(rollout.log_probs),
+        tree_map(flat, rollout.observations), flat(rollout.actions), flat(rollout.log_probs),
         flat(rollout.values), flat(advantages), flat(returns),
     )
 
@@ -127,6 +143,16 @@ def _fault(exc: Exception, method: str, when: str) -> EnvironmentFaultError:
     if isinstance(exc, EnvironmentFaultError):
         return EnvironmentFaultError(f"{exc} {when}")
     return EnvironmentFaultError(f"the vector env raised {type(exc).__name__}: {exc} in {method} {when}")
+
+
+def allocate(spec: ObservationSpec, *lead: int) -> Observation:
+    """Zeroed storage ``[*lead, *leaf shape]`` per leaf, each in the leaf's stored dtype."""
+    def leaf_storage(leaf: Any) -> torch.Tensor:
+        return torch.zeros(*lead, *leaf.shape, dtype=getattr(torch, leaf.dtype))
+
+    if not spec.structured:
+        return leaf_storage(spec.single)
+    return {leaf.key: leaf_storage(leaf) for leaf in spec.leaves}
 
 
 def _non_finite(values: np.ndarray, what: str, when: str) -> EnvironmentFaultError:
@@ -158,9 +184,10 @@ class Collector:
         self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
         self.n_envs, self.n_steps = env.num_envs, n_steps
         T, N = n_steps, self.n_envs
-        self.batch_obs_shape = (N, *info.obs_shape)
+        self.spec = info.observation
+        self.device = policy.device
         self.rollout = Rollout(
-            observations=torch.zeros(T, N, *info.obs_shape),
+            observations=allocate(self.spec, T, N),
             actions=torch.zeros(T, N, *info.action.shape, dtype=info.action.dtype),
             log_probs=torch.zeros(T, N),
             values=torch.zeros(T, N),
@@ -206,21 +233,31 @@ class Collector:
 
     @torch.no_grad()
     def _collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
-        r, policy, gen, dist = self.rollout, self.policy, self.generator, self.policy.distribution
+        r, policy, gen, action_spec = self.rollout, self.policy, self.generator, self.info.action
+        device, on_cpu = self.device, self.device.type == "cpu"
+        structured, scores_from_info = self.spec.structured, self.info.scores_from_info
         episodes: list[Episode] = []
         for t in range(self.n_steps):
-            obs = torch.from_numpy(self.obs)
-            head, value = policy(obs)
-            action, log_prob = dist.sample(head, policy.log_std, gen)
-            r.observations[t] = obs
+            if structured:
+                obs = {k: torch.from_numpy(v) for k, v in self.obs.items()}
+                for k, v in obs.items():
+                    r.observations[k][t] = v
+            else:
+                obs = torch.from_numpy(self.obs)
+                r.observations[t] = obs
+            if not on_cpu:
+                obs = tree_map(lambda x: x.to(device, non_blocking=True), obs)
+            dist, value = policy(obs)
+            action = dist.sample(gen)
             r.actions[t] = action
-            r.log_probs[t] = log_prob
+            r.log_probs[t] = dist.log_prob(action)
             r.values[t] = value
             valid = ~self.autoreset_next
             r.valid[t] = torch.from_numpy(valid)
 
             try:
-                next_obs, reward, terminated, truncated, _ = self.env.step(dist.to_env(action))
+                next_obs, reward, terminated, truncated, infos = self.env.step(
+                    action_spec.to_env(r.actions[t].numpy()))
             except Exception as exc:
                 if _passes_through(exc):
                     raise
@@ -237,43 +274,44 @@ class Collector:
             r.terminated[t] = torch.from_numpy(terminated)
             r.truncated[t] = torch.from_numpy(truncated)
 
-            self.episode_return += reward * valid
-            self.episode_length += valid
-            ended = (terminated | truncated) & valid
-            if ended.any():
-                step = global_step + (t + 1) * self.n_envs
-                for i in np.flatnonzero(ended):
-                    episodes.append(Episode(float(self.episode_return[i]), int(self.episode_length[i]), step))
-                self.episode_return[ended] = 0.0
-                self.episode_length[ended] = 0
+            step = global_step + (t + 1) * self.n_envs
+            if scores_from_info:
+                episodes += _scored_episodes(infos, step)
+            else:
+                self.episode_return += reward * valid
+                self.episode_length += valid
+                ended = (terminated | truncated) & valid
+                if ended.any():
+                    for i in np.flatnonzero(ended):
+                        episodes.append(Episode(float(self.episode_return[i]), int(self.episode_length[i]), step))
+                    self.episode_return[ended] = 0.0
+                    self.episode_length[ended] = 0
             self.autoreset_next = terminated | truncated
             self.obs = self._observe(next_obs)
-        r.last_values.copy_(policy.value(torch.from_numpy(self.obs)))
+        last = tree_map(lambda x: torch.from_numpy(x).to(device), self.obs)
+        r.last_values.copy_(policy.value(last))
         return r, episodes
 
-    def _checked(self, obs: Any, when: int | str) -> np.ndarray:
-        """``obs`` as an array, or an :class:`EnvironmentFaultError` for a wrong shape or NaN/inf;
-        ``when`` is the global step or a phrase."""
-        obs = np.asarray(obs)
-        if obs.shape == self.batch_obs_shape and obs.dtype.kind in "fiub" and np.isfinite(obs).all():
+    def _checked(self, obs: Any, when: int | str) -> Any:
+        """``obs``, or an :class:`EnvironmentFaultError` for a wrong structure, shape or dtype,
+        or NaN/inf; ``when`` is the global step or a phrase."""
+        problem = self.spec.problem(obs, batch=self.n_envs)
+        if problem is None:
             return obs
         when = when if isinstance(when, str) else f"at step {when:,}"
-        if obs.dtype.kind not in "fiub":
-            raise EnvironmentFaultError(f"the vector env returned observations of dtype {obs.dtype} "
-                                        f"(not numbers) {when}")
-        if obs.shape != self.batch_obs_shape:
-            raise EnvironmentFaultError(
-                f"the vector env returned observations of shape {obs.shape} instead of "
-                f"{self.batch_obs_shape} ([n_envs, *observation shape]) {when}"
-            )
-        raise _non_finite(obs, "observation", when)
+        if problem.kind == "non-finite":
+            several = f" ({problem.bad_rows} of {self.n_envs} envs did)" if problem.bad_rows > 1 else ""
+            raise EnvironmentFaultError(f"env {problem.env} returned a non-finite observation {when}: "
+                                        f"{problem.entry}{several}")
+        hint = " ([n_envs, *observation shape])" if problem.kind == "shape" else ""
+        raise EnvironmentFaultError(f"the vector env returned observations {problem.detail}{hint} {when}")
 
     def _learning_state(self) -> tuple:
         """What a rollout changes besides the env: the generator and the normalizer statistics."""
         scaler = self.reward_scaler
         return (
             self.generator.get_state(),
-            None if self.obs_normalizer is None else self.obs_normalizer.stats.state_dict(),
+            None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
             None if scaler is None else (scaler.stats.state_dict(), scaler.returns.copy()),
         )
 
@@ -281,13 +319,25 @@ class Collector:
         generator_state, obs_stats, reward_state = saved
         self.generator.set_state(generator_state)
         if self.obs_normalizer is not None:
-            self.obs_normalizer.stats.load_state_dict(obs_stats)
+            self.obs_normalizer.load_state_dict(obs_stats)
         if self.reward_scaler is not None:
             self.reward_scaler.stats.load_state_dict(reward_state[0])
             self.reward_scaler.returns = reward_state[1]
 
-    def _observe(self, obs: np.ndarray) -> np.ndarray:
-        """The policy's view of raw env observations (normalized, statistics updated, if on)."""
+    def _observe(self, obs: Any) -> Observation:
+        """Raw env observations as stored and seen by the policy (vector leaves normalized,
+        statistics updated, if on)."""
+        stored = self.spec.storage(obs)
         if self.obs_normalizer is None:
-            return np.asarray(obs, dtype=np.float32)
-        return self.obs_normalizer(obs, update=True)
+            return stored
+        return self.obs_normalizer(stored, update=True)
+
+
+def _scored_episodes(infos: dict, step: int) -> list[Episode]:
+    """The episodes an env reported through ``info`` (see :mod:`ppolab.atari`): whole games,
+    their unclipped scores and lengths, in env order."""
+    ended = infos.get("_" + atari.SCORE_KEY)
+    if ended is None or not ended.any():
+        return []
+    scores, lengths = infos[atari.SCORE_KEY], infos[atari.LENGTH_KEY]
+    return [Episode(float(scores[i]), int(lengths[i]), step) for i in np.flatnonzero(ended)]

@@ -13,18 +13,37 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 
 from ppolab import advantages as adv_lib
 from ppolab import losses
 from ppolab.clock import since_process_start
+from ppolab.config import Config
 from ppolab.errors import EnvironmentFaultError, TrainingDivergedError
-from ppolab.rollout import Episode, to_batch
+from ppolab.policies import ActorCritic
+from ppolab.rollout import Collector, Episode, to_batch
 
-if TYPE_CHECKING:
-    from ppolab.agent import Agent
+
+class Agent(Protocol):
+    """What the loop reads and advances (:class:`ppolab.agent.Agent` is one; this module does
+    not import it, so that the agent may import the loop)."""
+
+    config: Config
+    policy: ActorCritic
+    collector: Collector
+    algorithm: Any  # an update of ppolab.algos: update(batch, lr, generator) -> stats
+    generator: torch.Generator
+    global_step: int
+    updates: int
+    episode_count: int
+    recent_returns: deque[float]
+    recent_lengths: deque[int]
+    schedule: tuple[int, int] | None
+
+    @property
+    def reward_threshold(self) -> float | None: ...
 
 
 class Reporter(Protocol):
@@ -134,7 +153,7 @@ def train(
         if len(batch) == 0:  # every step was an autoreset step (possible with n_steps=1)
             continue
         try:
-            stats = agent.algorithm.update(batch, lr, agent.generator)
+            stats = agent.algorithm.update(batch.to(agent.policy.device), lr, agent.generator)
         except TrainingDivergedError as exc:
             where = f"update {agent.updates + 1} (step {agent.global_step:,})"
             saved = reporter.on_diverged(agent) if reporter else ""

@@ -21,8 +21,8 @@ never formed), the step scaled to the trust-region boundary 0.5 s^T H s = delta
 a line search on the exact surrogate and sampled KL (``backtracking_line_search``).
 
 Parameters travel as one flat vector in the order of the ``params`` sequence given to every
-function (``algos/trpo.py`` keeps the policy's parameters as views into one such vector, so
-writing the vector in place sets the policy).
+function (``algos/trpo.py`` reads the policy's parameters with ``parameters_to_vector`` and
+sets them with ``vector_to_parameters``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,15 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn.utils import parameters_to_vector
+
+
+@torch.no_grad()
+def set_parameters(params: Sequence[torch.Tensor], theta: torch.Tensor) -> None:
+    """Write the flat vector ``theta`` into ``params`` in place (their storage stays theirs)."""
+    offset = 0
+    for p in params:
+        p.copy_(theta[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
 
 
 def flat_grad(output: torch.Tensor, params: Sequence[torch.Tensor], create_graph: bool = False,

@@ -13,7 +13,7 @@ import torch
 from ppolab import losses
 from ppolab.algos.common import approx_kl_after_step, batch_advantages
 from ppolab.config import A2CConfig
-from ppolab.optim import FlatAdam, FlatRMSprop, flatten_parameters, gradient_step
+from ppolab.optim import Adam, RMSprop, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch
 
@@ -25,12 +25,11 @@ class A2CUpdate:
 
     def __init__(self, policy: ActorCritic, config: A2CConfig) -> None:
         self.policy, self.config = policy, config
-        self.params, self.grads = flatten_parameters(policy)
         if config.optimizer == "rmsprop":
-            self.optimizer = FlatRMSprop(self.params, self.grads, lr=config.learning_rate,
-                                         alpha=config.rmsprop_alpha, eps=config.optimizer_eps)
+            self.optimizer = RMSprop(policy, lr=config.learning_rate, alpha=config.rmsprop_alpha,
+                                     eps=config.optimizer_eps)
         else:
-            self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=config.optimizer_eps)
+            self.optimizer = Adam(policy, lr=config.learning_rate, eps=config.optimizer_eps)
 
     def state_dict(self) -> dict:
         return self.optimizer.state_dict()
@@ -41,8 +40,8 @@ class A2CUpdate:
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy, opt = self.config, self.policy, self.optimizer
         advantages = batch_advantages(batch, c)
-        head, values = policy(batch.observations)
-        log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
+        dist, values = policy(batch.observations)
+        log_prob, entropy = dist.log_prob(batch.actions), dist.entropy()
         pg_loss = losses.policy_gradient_loss(log_prob, advantages)
         v_loss = losses.value_loss(values, batch.values, batch.returns, None)
         loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * entropy.mean()

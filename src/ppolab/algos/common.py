@@ -6,6 +6,8 @@ import torch
 
 from ppolab import losses
 from ppolab.config import Config
+from ppolab.distributions import Distribution
+from ppolab.observations import Observation
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch, normalized
 
@@ -15,18 +17,16 @@ def batch_advantages(batch: Batch, config: Config) -> torch.Tensor:
     return normalized(batch.advantages) if config.normalize_advantages else batch.advantages
 
 
-def frozen_distribution(policy: ActorCritic, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """pi_old for ``observations``: the policy head and log-std now, detached (the reference of
-    the KL to the policy being updated)."""
+def frozen_distribution(policy: ActorCritic, observations: Observation) -> Distribution:
+    """pi_old for ``observations``: the policy now, detached (the reference of the KL to the
+    policy being updated)."""
     with torch.no_grad():
-        head = policy.logits(observations)
-    return head, None if policy.log_std is None else policy.log_std.detach().clone()
+        return policy.distribution(observations).detach()
 
 
 @torch.no_grad()
 def approx_kl_after_step(policy: ActorCritic, batch: Batch) -> float:
     """How far a single-step update moved the policy: the k3 estimate of KL(pi_old || pi_new)
     from the batch's actions and their old log-probabilities."""
-    log_prob, _ = policy.distribution.log_prob_entropy(policy.logits(batch.observations), policy.log_std,
-                                                       batch.actions)
+    log_prob = policy.distribution(batch.observations).log_prob(batch.actions)
     return losses.approx_kl(log_prob, batch.log_probs)[1].item()

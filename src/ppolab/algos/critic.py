@@ -13,7 +13,7 @@ import torch
 
 from ppolab import losses
 from ppolab.config import CriticFitConfig
-from ppolab.optim import FlatAdam, flatten_parameters, gradient_step
+from ppolab.optim import Adam, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch, minibatch_bounds
 
@@ -23,8 +23,7 @@ class CriticFit:
 
     def __init__(self, policy: ActorCritic, config: CriticFitConfig, lr: float) -> None:
         self.policy, self.config = policy, config
-        self.params, self.grads = flatten_parameters(policy.critic_parameters())
-        self.optimizer = FlatAdam(self.params, self.grads, lr=lr, eps=1e-5)
+        self.optimizer = Adam(policy.critic_parameters(), lr=lr, eps=1e-5)
 
     def fit(self, batch: Batch, lr: float, generator: torch.Generator) -> tuple[float, int]:
         """(mean value loss, gradient steps) of ``vf_epochs`` passes at step size ``lr``."""
@@ -34,7 +33,7 @@ class CriticFit:
         bounds = minibatch_bounds(n, c.batch_size, c.vf_minibatch_size)
         history = []
         for _ in range(c.vf_epochs):
-            shuffled = batch[torch.randperm(n, generator=generator)]
+            shuffled = batch[torch.randperm(n, generator=generator, device=generator.device)]
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
                 loss = losses.value_loss(self.policy.value(mb.observations), mb.values, mb.returns, None)

@@ -23,7 +23,8 @@ import torch
 from ppolab import losses
 from ppolab.algos.common import frozen_distribution
 from ppolab.config import PPOConfig
-from ppolab.optim import FlatAdam, flatten_parameters, gradient_step
+from ppolab.distributions import Distribution
+from ppolab.optim import Adam, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch, minibatch_bounds, normalized
 
@@ -47,8 +48,7 @@ class PPOUpdate:
 
     def __init__(self, policy: ActorCritic, config: PPOConfig) -> None:
         self.policy, self.config = policy, config
-        self.params, self.grads = flatten_parameters(policy)
-        self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=1e-5)
+        self.optimizer = Adam(policy, lr=config.learning_rate, eps=1e-5)
         self.kl_beta = config.kl_beta_init  # used by policy_objective=kl_penalty only
 
     def state_dict(self) -> dict:
@@ -59,10 +59,9 @@ class PPOUpdate:
         self.kl_beta = float(state.pop("kl_beta", self.config.kl_beta_init))
         self.optimizer.load_state_dict(state)
 
-    def _mean_kl(self, batch: Batch, old_head: torch.Tensor, old_log_std: torch.Tensor | None) -> float:
-        with torch.no_grad():
-            head = self.policy.logits(batch.observations)  # the actor only: V is not needed here
-            return self.policy.distribution.kl(old_head, old_log_std, head, self.policy.log_std).mean().item()
+    def _mean_kl(self, batch: Batch, old: Distribution) -> float:
+        with torch.no_grad():  # the actor only: V is not needed here
+            return old.kl(self.policy.distribution(batch.observations)).mean().item()
 
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         """Run the epochs over ``batch`` at learning rate ``lr``; returns the mean diagnostics.
@@ -76,19 +75,19 @@ class PPOUpdate:
         bounds = minibatch_bounds(n, c.batch_size, c.minibatch_size)
         vclip = c.clip_coef if c.clip_value_loss else None
         penalized = c.policy_objective == "kl_penalty"
-        old_head_all, old_log_std = frozen_distribution(policy, batch.observations) if penalized else (None, None)
+        old_all = frozen_distribution(policy, batch.observations) if penalized else None
         beta = self.kl_beta if penalized else 0.0
         history: list[torch.Tensor] = []
         epochs_done = 0
         stopped_early = False
         for _ in range(c.n_epochs):
-            order = torch.randperm(n, generator=generator)
+            order = torch.randperm(n, generator=generator, device=generator.device)
             shuffled = batch[order]  # minibatches are slices
-            old_heads = old_head_all[order] if penalized else None
+            old_shuffled = old_all.index(order) if penalized else None
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
-                head, values = policy(mb.observations)
-                new_logp, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, mb.actions)
+                dist, values = policy(mb.observations)
+                new_logp, entropy = dist.log_prob(mb.actions), dist.entropy()
                 advantages = mb.advantages
                 if c.normalize_advantages:
                     advantages = normalized(advantages)
@@ -97,8 +96,7 @@ class PPOUpdate:
                 if c.target_kl is not None and kl.item() > c.target_kl:
                     stopped_early = True
                     break
-                exact_kl = (policy.distribution.kl(old_heads[lo:hi], old_log_std, head, policy.log_std)
-                            if penalized else None)
+                exact_kl = old_shuffled.index(slice(lo, hi)).kl(dist) if penalized else None
                 pg_loss = _policy_loss(c, new_logp, mb.log_probs, advantages, exact_kl, beta)
                 v_loss = losses.value_loss(values, mb.values, mb.returns, vclip)
                 ent = entropy.mean()
@@ -116,7 +114,7 @@ class PPOUpdate:
         stats = dict(zip(_STATS, totals.tolist()))
         stats["kl_beta"] = beta  # the coefficient this update used
         if penalized:
-            self.kl_beta = losses.adapt_kl_beta(beta, self._mean_kl(batch, old_head_all, old_log_std), c.kl_target)
+            self.kl_beta = losses.adapt_kl_beta(beta, self._mean_kl(batch, old_all), c.kl_target)
         stats["epochs"] = float(epochs_done)
         stats["gradient_steps"] = float(steps)
         stats["stopped_early"] = float(stopped_early)

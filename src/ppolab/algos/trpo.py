@@ -14,13 +14,14 @@ separately (:mod:`ppolab.algos.critic`). The math is in :mod:`ppolab.trust_regio
 from __future__ import annotations
 
 import torch
+from torch.nn.utils import parameters_to_vector
 
 from ppolab import losses
 from ppolab.algos.common import batch_advantages, frozen_distribution
 from ppolab.algos.critic import CriticFit
 from ppolab.config import TRPOConfig
+from ppolab.distributions import Distribution
 from ppolab.errors import TrainingDivergedError
-from ppolab.optim import flatten_parameters
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch
 from ppolab.trust_region import (
@@ -28,6 +29,7 @@ from ppolab.trust_region import (
     conjugate_gradient,
     fisher_vector_product,
     flat_grad,
+    set_parameters,
     step_to_trust_region_boundary,
 )
 
@@ -41,7 +43,6 @@ class TRPOUpdate:
     def __init__(self, policy: ActorCritic, config: TRPOConfig) -> None:
         self.policy, self.config = policy, config
         self.actor_params = policy.actor_parameters()
-        self.theta, _ = flatten_parameters(self.actor_params)  # theta.copy_(x) sets the policy
         self.critic = CriticFit(policy, config, config.learning_rate)
 
     def state_dict(self) -> dict:
@@ -50,22 +51,22 @@ class TRPOUpdate:
     def load_state_dict(self, state: dict) -> None:
         self.critic.load_state_dict(state)
 
-    def _surrogate_and_kl(self, batch: Batch, advantages: torch.Tensor, old_head: torch.Tensor,
-                          old_log_std: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _surrogate_and_kl(self, batch: Batch, advantages: torch.Tensor,
+                          old: Distribution) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(L(theta) + c2 E[H], mean KL(pi_old || pi_theta), mean entropy) at the current theta."""
         policy = self.policy
-        head = policy.logits(batch.observations)
-        log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
+        dist = policy.distribution(batch.observations)
+        log_prob, entropy = dist.log_prob(batch.actions), dist.entropy()
         surrogate = -losses.surrogate(log_prob, batch.log_probs, advantages)
-        kl = policy.distribution.kl(old_head, old_log_std, head, policy.log_std).mean()
+        kl = old.kl(dist).mean()
         return surrogate + self.config.ent_coef * entropy.mean(), kl, entropy.mean()
 
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy = self.config, self.policy
         advantages = batch_advantages(batch, c)
-        old_head, old_log_std = frozen_distribution(policy, batch.observations)
+        old = frozen_distribution(policy, batch.observations)
 
-        surrogate, kl, entropy = self._surrogate_and_kl(batch, advantages, old_head, old_log_std)
+        surrogate, kl, entropy = self._surrogate_and_kl(batch, advantages, old)
         g = flat_grad(surrogate, self.actor_params, retain_graph=True)
         if not torch.isfinite(g).all():
             raise TrainingDivergedError(f"non-finite policy gradient (surrogate={surrogate.item()})")
@@ -75,12 +76,12 @@ class TRPOUpdate:
 
         def evaluate(theta: torch.Tensor) -> tuple[float, float]:
             with torch.no_grad():
-                self.theta.copy_(theta)
-                new_surrogate, new_kl, _ = self._surrogate_and_kl(batch, advantages, old_head, old_log_std)
+                set_parameters(self.actor_params, theta)
+                new_surrogate, new_kl, _ = self._surrogate_and_kl(batch, advantages, old)
             return new_surrogate.item(), new_kl.item()
 
         search = backtracking_line_search(
-            evaluate, self.theta.detach().clone(), step, float(g @ step), surrogate.item(), c.max_kl,
+            evaluate, parameters_to_vector(self.actor_params).detach(), step, float(g @ step), surrogate.item(), c.max_kl,
             c.backtrack_coef, c.line_search_steps,
         )
         value_loss, value_steps = self.critic.fit(batch, lr, generator)  # lr: the critic's, annealed

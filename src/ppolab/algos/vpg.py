@@ -17,7 +17,7 @@ from ppolab import losses
 from ppolab.algos.common import approx_kl_after_step, batch_advantages
 from ppolab.algos.critic import CriticFit
 from ppolab.config import VPGConfig
-from ppolab.optim import FlatAdam, flatten_parameters, gradient_step
+from ppolab.optim import Adam, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Batch
 
@@ -29,8 +29,7 @@ class VPGUpdate:
 
     def __init__(self, policy: ActorCritic, config: VPGConfig) -> None:
         self.policy, self.config = policy, config
-        self.params, self.grads = flatten_parameters(policy.actor_parameters())
-        self.optimizer = FlatAdam(self.params, self.grads, lr=config.learning_rate, eps=1e-5)
+        self.optimizer = Adam(policy.actor_parameters(), lr=config.learning_rate, eps=1e-5)
         self.critic = CriticFit(policy, config, config.vf_learning_rate)
 
     def state_dict(self) -> dict:
@@ -43,8 +42,8 @@ class VPGUpdate:
     def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy, opt = self.config, self.policy, self.optimizer
         advantages = batch_advantages(batch, c)
-        head = policy.logits(batch.observations)
-        log_prob, entropy = policy.distribution.log_prob_entropy(head, policy.log_std, batch.actions)
+        dist = policy.distribution(batch.observations)
+        log_prob, entropy = dist.log_prob(batch.actions), dist.entropy()
         pg_loss = losses.policy_gradient_loss(log_prob, advantages)
         loss = pg_loss - c.ent_coef * entropy.mean()
         opt.lr = lr

@@ -31,7 +31,7 @@ def run_trial(spec: TrialSpec, run_dir: Path) -> dict[str, Any]:
     from ppolab.progress import Progress
     from ppolab.rundir import RunReporter
 
-    clock.restart()  # the Agent sets torch's threads from config.torch_threads (1 unless swept)
+    clock.restart()  # the Agent sets torch's threads from config.torch_threads (1 for MLPs unless swept)
     # A trial that is interrupted starts again from scratch, so periodic checkpoints would only
     # cost time and disk; a grid or --set value still wins.
     overrides: dict[str, Any] = {"checkpoint_every": 0, "keep_checkpoints": 1, **spec.overrides,
