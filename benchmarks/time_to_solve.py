@@ -82,13 +82,8 @@ def command_for(library: str, env_id: str, seed: int, workdir: Path) -> tuple[li
 
 
 def torch_threads_of(library: str, summary: Path, summary_data: dict[str, Any]) -> int | None:
-    """ppolab records its thread count in the run's config.yaml; sb3_run.py in its summary."""
-    if library == "sb3":
-        return summary_data.get("torch_threads")
-    for line in (summary.parent / "config.yaml").read_text().splitlines():
-        if line.startswith("torch_threads:"):
-            return int(line.split(":", 1)[1])
-    return None
+    """Both record the thread count they ran with in their summary."""
+    return summary_data.get("torch_threads")
 
 
 def run_one(library: str, env_id: str, seed: int, workdir: Path, timeout: float | None) -> RunRow:

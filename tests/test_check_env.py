@@ -122,7 +122,7 @@ def test_check_env_says_which_encoders_it_would_build():
     assert "dropping observation note: Text" in report.render()
     report = check_environment("envs_for_tests:PixelSideEnv", steps=10)
     assert ("  encoder: image 12x12x1 uint8 (channel-last) -> CNN (the Nature CNN): /255, conv 32 8x8/4, "
-            "64 4x4/2, 64 3x3/1, linear 512, ReLU") in report.description
+            "64 4x4/2, 64 3x3/1, linear 512, relu") in report.description
     spaces_check = next(c for c in report.checks if c.name == "ppolab supports the spaces")
     assert not spaces_check.passed and "12x12 pixels is too small for the CNN" in spaces_check.detail
 

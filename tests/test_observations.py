@@ -304,3 +304,37 @@ def test_minatar_breakout_preset_learns():
     result = agent.learn(40 * 2048)
     assert result.final_mean_return_100 >= 2.0, result
     agent.close()
+
+
+def test_resume_with_a_cnn_policy_continues_the_run(tmp_path):
+    """Stopped after 2 of 4 updates, saved, loaded with its env and resumed: the schedule, the
+    counters, the optimizer state and the weights carry on (the envs start new episodes)."""
+    kwargs = dict(seed=4, n_envs=2, n_steps=32, minibatch_size=32, **SMALL_CNN)
+    agent = PPO(E.PixelSideEnv, **kwargs)
+    agent.learn(256, callback=lambda row: row["update"] < 2)
+    assert agent.updates == 2 and agent.schedule == (0, 256)
+    path = agent.save(tmp_path / "ckpt.pt")
+    state = {k: v.clone() for k, v in agent.policy.state_dict().items()}
+    agent.close()
+    loaded = PPO.load(path, env=E.PixelSideEnv)
+    assert loaded.policy.encoder.convs[0].weight.dtype == torch.float32
+    for name, value in loaded.policy.state_dict().items():
+        assert torch.equal(value, state[name]), name  # same machine: bit-identical
+    assert loaded.algorithm.optimizer.step_count == 2 * 4 * 2  # updates x epochs x minibatches
+    rows: list[dict] = []
+    result = loaded.resume(callback=rows.append)
+    assert [r["update"] for r in rows] == [3, 4] and result.total_steps == 256
+    assert not torch.equal(loaded.policy.encoder.convs[0].weight, state["encoder.convs.0.weight"])
+    loaded.close()
+
+
+def test_cnn_sizes_and_activation_are_settable():
+    spec = ObservationSpec.from_space(spaces.Box(0, 255, (3, 20, 20), np.uint8))
+    config = PPOConfig(cnn_channels=(4, 6), cnn_kernels=(5, 3), cnn_strides=(2, 1), cnn_features=10,
+                       cnn_activation="tanh")
+    encoder = build_encoder(spec, config)
+    convs = [m for m in encoder.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(4, (5, 5), (2, 2)), (6, (3, 3), (1, 1))]
+    assert all(isinstance(m, torch.nn.Tanh) for m in encoder.convs if not isinstance(m, torch.nn.Conv2d))
+    out = encoder(torch.full((2, 3, 20, 20), 255, dtype=torch.uint8))
+    assert out.shape == (2, 10) and bool((out.abs() <= 1).all())

@@ -207,7 +207,7 @@ class Agent:
             stored = self.obs_normalizer(stored, update=False)
         obs = tree_map(lambda x: torch.as_tensor(x).to(self.device), stored)
         dist = self.policy.distribution(obs)
-        action = dist.mode() if deterministic else dist.sample(self.generator)
+        action = dist.mode() if deterministic else dist.sample()  # not the training generator
         action = self.env_info.action.to_env(action.cpu().numpy())
         return action[0] if batch is None else action
 

@@ -159,7 +159,7 @@ def _encoder(leaf: Leaf, config: Config) -> str:
         nature = " (the Nature CNN)" if (config.cnn_channels, config.cnn_kernels, config.cnn_strides) == (
             (32, 64, 64), (8, 4, 3), (4, 2, 1)) else ""
         scale = "/255" if leaf.dtype == "uint8" else "as 0/1"
-        return f"CNN{nature}: {scale}, conv {convs}, linear {config.cnn_features}, ReLU"
+        return f"CNN{nature}: {scale}, conv {convs}, linear {config.cnn_features}, {config.cnn_activation}"
     if leaf.kind in ("discrete", "multidiscrete"):
         return f"one-hot, {leaf.flat_size} values"
     normalized = ", normalized" if config.normalize_observations else ""

@@ -138,6 +138,8 @@ class Config:
                                       Bounds(1, 256))
     cnn_features: int = _f(512, "image observations: width of the linear layer after the convolutions",
                            Bounds(1, 65_536))
+    cnn_activation: str = _f("relu", "image observations: activation after each CNN layer: relu | tanh",
+                             ACTIVATIONS)
     encoder: str | None = _f(
         None, "your observation encoder, 'module:Attr' naming a factory observation_space -> torch.nn.Module "
         "that returns [batch, features] (none: chosen from the observation space)")

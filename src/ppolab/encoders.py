@@ -32,6 +32,7 @@ from ppolab.errors import ConfigError
 from ppolab.observations import Leaf, Observation, ObservationSpec, check_image_size, conv_output_size
 
 EncoderFactory = Callable[[gym.Space], nn.Module]
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 def orthogonal_(layer: nn.Linear | nn.Conv2d, gain: float) -> nn.Module:
@@ -83,18 +84,19 @@ class BinaryEncoder(nn.Module):
 
 
 class CNNEncoder(nn.Module):
-    """An image leaf through convolutions and one linear layer, ReLU after each; input scaled to
+    """An image leaf through convolutions and one linear layer, an activation (ReLU by default)
+    after each; input scaled to
     [0, 1] inside the network (uint8 / 255), so the rollout stores the env's bytes."""
 
     def __init__(self, leaf: Leaf, channels: tuple[int, ...], kernels: tuple[int, ...],
-                 strides: tuple[int, ...], features: int, where: str = "env") -> None:
+                 strides: tuple[int, ...], features: int, where: str = "env", activation: str = "relu") -> None:
         super().__init__()
         check_image_size(leaf, kernels, strides, where)
         c, h, w = leaf.image_chw
         out_h, out_w = conv_output_size(h, kernels, strides), conv_output_size(w, kernels, strides)
         layers: list[nn.Module] = []
         for out, k, s in zip(channels, kernels, strides):
-            layers += [orthogonal_(nn.Conv2d(c, out, k, s), math.sqrt(2)), nn.ReLU()]
+            layers += [orthogonal_(nn.Conv2d(c, out, k, s), math.sqrt(2)), _ACTIVATIONS[activation]()]
             c = out
         # channels-last (NHWC) memory: PyTorch's CPU convolutions run about 1.5x faster on it
         # forward and backward (measured here on the Nature CNN, batch 256)
@@ -105,6 +107,7 @@ class CNNEncoder(nn.Module):
         self.scale = 1.0 / 255.0 if leaf.dtype == "uint8" else 1.0
         self.image_ndim = len(leaf.shape)
         self.features = features
+        self.activation = _ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[: x.dim() - self.image_ndim]
@@ -114,7 +117,7 @@ class CNNEncoder(nn.Module):
         elif self.permute:
             x = x.permute(0, 3, 1, 2)
         x = (x.float() * self.scale).contiguous(memory_format=torch.channels_last)
-        x = torch.relu(self.linear(self.convs(x).flatten(1)))
+        x = self.activation(self.linear(self.convs(x).flatten(1)))
         return x.reshape(*lead, self.features)
 
 
@@ -135,7 +138,7 @@ class MultiEncoder(nn.Module):
 def leaf_encoder(leaf: Leaf, config: Config, where: str = "env") -> nn.Module:
     if leaf.kind == "image":
         return CNNEncoder(leaf, config.cnn_channels, config.cnn_kernels, config.cnn_strides,
-                          config.cnn_features, where)
+                          config.cnn_features, where, config.cnn_activation)
     if leaf.kind in ("discrete", "multidiscrete"):
         return OneHotEncoder(leaf)
     if leaf.kind == "binary":

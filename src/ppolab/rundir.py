@@ -227,6 +227,8 @@ class RunReporter:
             self.close()  # the lock last: summary.json is written under it
 
     def _write_end(self, agent: Agent, result: TrainResult) -> None:
+        import torch
+
         from ppolab.plots import learning_curve
 
         agent.save(self.run_dir / "model.pt")
@@ -248,6 +250,8 @@ class RunReporter:
                                   else round(self.time_offset + result.solved_at_seconds, 3)),
             "final_mean_return_100": result.final_mean_return_100,
             "interrupted_by": self.interrupted_by,
+            "device": str(agent.device),
+            "torch_threads": torch.get_num_threads(),
         }
         write_json(self.run_dir / "summary.json", summary)
 
