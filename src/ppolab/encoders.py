@@ -32,7 +32,7 @@ from ppolab.errors import ConfigError
 from ppolab.observations import Leaf, Observation, ObservationSpec, check_image_size, conv_output_size
 
 EncoderFactory = Callable[[gym.Space], nn.Module]
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}  # config.ACTIVATIONS, as modules
 
 
 def orthogonal_(layer: nn.Linear | nn.Conv2d, gain: float) -> nn.Module:
@@ -96,7 +96,7 @@ class CNNEncoder(nn.Module):
         out_h, out_w = conv_output_size(h, kernels, strides), conv_output_size(w, kernels, strides)
         layers: list[nn.Module] = []
         for out, k, s in zip(channels, kernels, strides):
-            layers += [orthogonal_(nn.Conv2d(c, out, k, s), math.sqrt(2)), _ACTIVATIONS[activation]()]
+            layers += [orthogonal_(nn.Conv2d(c, out, k, s), math.sqrt(2)), ACTIVATIONS[activation]()]
             c = out
         # channels-last (NHWC) memory: PyTorch's CPU convolutions run about 1.5x faster on it
         # forward and backward (measured here on the Nature CNN, batch 256)
@@ -107,7 +107,7 @@ class CNNEncoder(nn.Module):
         self.scale = 1.0 / 255.0 if leaf.dtype == "uint8" else 1.0
         self.image_ndim = len(leaf.shape)
         self.features = features
-        self.activation = _ACTIVATIONS[activation]()
+        self.activation = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[: x.dim() - self.image_ndim]

@@ -23,17 +23,16 @@ from torch.nn import functional as F
 from ppolab.action_spaces import ActionSpec
 from ppolab.config import Config
 from ppolab.distributions import Distribution, PolicyHead
-from ppolab.encoders import VectorEncoder, build_encoder, orthogonal_
+from ppolab.encoders import ACTIVATIONS, VectorEncoder, build_encoder, orthogonal_
 from ppolab.observations import Observation, ObservationSpec
 
-_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 _ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 def _mlp(n_in: int, hidden: tuple[int, ...], activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += [orthogonal_(nn.Linear(n_in, width), math.sqrt(2)), _ACTIVATIONS[activation]()]
+        layers += [orthogonal_(nn.Linear(n_in, width), math.sqrt(2)), ACTIVATIONS[activation]()]
         n_in = width
     return nn.Sequential(*layers)
 
