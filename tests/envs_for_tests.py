@@ -579,3 +579,123 @@ def wrong_shape_encoder(observation_space):
 
 def not_a_module_encoder(observation_space):
     return "not a module"
+
+
+class MaskedChoiceEnv(gym.Env):
+    """A task with action masks: each state allows a random subset of 6 actions, shown in the
+    observation as 0/1 flags; the highest valid action pays 1, the other valid ones 0. An invalid
+    action raises, so it must never reach the env. Masks come as ``info["action_mask"]`` (int8,
+    the Gymnasium convention); episodes last 8 steps. A uniformly random valid action earns
+    about 3 per episode, the best policy 8."""
+
+    metadata = {"render_modes": []}
+    n = 6
+    episode_length = 8
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(self.n,), dtype=np.float32)
+        self.action_space = spaces.Discrete(self.n)
+        self.valid = np.ones(self.n, dtype=bool)
+        self.t = 0
+
+    def _draw(self) -> np.ndarray:
+        valid = self.np_random.random(self.n) < 0.5
+        valid[self.np_random.integers(self.n)] = True  # at least one valid action
+        self.valid = valid
+        return valid.astype(np.float32)
+
+    def _info(self) -> dict:
+        return {"action_mask": self.valid.astype(np.int8)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._draw(), self._info()
+
+    def step(self, action):
+        action = int(action)
+        if not self.valid[action]:
+            raise ValueError(f"invalid action {action} reached the env (valid: {np.flatnonzero(self.valid)})")
+        reward = float(action == np.flatnonzero(self.valid)[-1])
+        self.t += 1
+        return self._draw(), reward, self.t >= self.episode_length, False, self._info()
+
+
+class MethodMaskedChoiceEnv(MaskedChoiceEnv):
+    """:class:`MaskedChoiceEnv` with its masks from an ``action_masks()`` method (the
+    sb3-contrib convention, bool), and none in ``info``."""
+
+    def _info(self) -> dict:
+        return {}
+
+    def action_masks(self) -> np.ndarray:
+        return self.valid.copy()
+
+
+class MaskedPairEnv(gym.Env):
+    """MultiDiscrete([3, 4]) actions with a mask of 3 + 4 flags, the components' flags one after
+    the other: component 0 may not be 0, component 1 may only be 1 or 3. An invalid component
+    raises. Pays 1 when the components are (2, 3). Episodes of 4 steps."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.MultiDiscrete([3, 4])
+        self.mask = np.array([0, 1, 1, 0, 1, 0, 1], dtype=bool)
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {"action_mask": self.mask}
+
+    def step(self, action):
+        a, b = (int(x) for x in action)
+        if not (self.mask[a] and self.mask[3 + b]):
+            raise ValueError(f"invalid action {(a, b)}")
+        self.t += 1
+        reward = float((a, b) == (2, 3))
+        return np.zeros(2, dtype=np.float32), reward, self.t >= 4, False, {"action_mask": self.mask}
+
+
+class TerminalMaskEnv(MaskedChoiceEnv):
+    """:class:`MaskedChoiceEnv` whose terminal states allow no action at all (their mask is
+    all zeros): that mask belongs to an autoreset step and must not stop training."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if terminated:
+            info = {"action_mask": np.zeros(self.n, dtype=np.int8)}
+        return obs, reward, terminated, truncated, info
+
+
+class NoValidActionEnv(MaskedChoiceEnv):
+    """:class:`MaskedChoiceEnv` that, at its 5th step, gives a mask with no valid action."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.t == 5:
+            info = {"action_mask": np.zeros(self.n, dtype=np.int8)}
+        return obs, reward, terminated, truncated, info
+
+
+class WrongMaskShapeEnv(MaskedChoiceEnv):
+    """:class:`MaskedChoiceEnv` with masks of 5 flags for its 6 actions."""
+
+    def _info(self) -> dict:
+        return {"action_mask": self.valid[:5].astype(np.int8)}
+
+
+class FloatMaskEnv(MaskedChoiceEnv):
+    """:class:`MaskedChoiceEnv` with float masks."""
+
+    def _info(self) -> dict:
+        return {"action_mask": self.valid.astype(np.float32)}
+
+
+class PlainChoiceEnv(MaskedChoiceEnv):
+    """:class:`MaskedChoiceEnv` that gives no masks at all (a masked model cannot train on it)."""
+
+    def _info(self) -> dict:
+        return {}

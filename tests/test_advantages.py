@@ -27,7 +27,8 @@ from ppolab.advantages import (
     td0_advantages,
     value_targets,
 )
-from ppolab.rollout import Rollout, to_batch
+from ppolab.batches import to_batch
+from ppolab.rollout import Rollout
 
 GAMMA = 0.5
 LAM = 0.5

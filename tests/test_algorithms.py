@@ -21,7 +21,7 @@ SMALL = dict(n_envs=4, n_steps=64)  # 256 steps per update
 def collect_batch(agent: Agent):
     """One real rollout of ``agent`` on its env, as the training loop builds it."""
     from ppolab import advantages
-    from ppolab.rollout import to_batch
+    from ppolab.batches import to_batch
 
     rollout, _ = agent.collector.collect(0)
     c = agent.config
@@ -82,7 +82,7 @@ def test_trpo_rejects_a_step_that_breaks_the_trust_region(monkeypatch):
 def test_policy_gradient_step_ascends_the_policy_gradient_objective(cls, optimizer):
     """After one small step, E[(log pi_new - log pi_old) A] > 0: probability moved towards the
     actions with positive advantage (the first-order effect of the policy-gradient step)."""
-    from ppolab.rollout import normalized
+    from ppolab.batches import normalized
 
     extra = {"optimizer": optimizer} if optimizer else {}
     agent = cls("CartPole-v1", seed=0, **SMALL, **extra)

@@ -10,7 +10,7 @@ from ppolab import distributions
 from ppolab.algos.ppo import PPOUpdate
 from ppolab.config import PPOConfig
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch
+from ppolab.batches import Batch
 
 
 def make_batch(policy: ActorCritic, n: int = 256, seed: int = 0) -> Batch:

@@ -7,6 +7,7 @@ checkpointing and evaluation are shared.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections import deque
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ppolab import devices, modelfile, rng
+from ppolab import devices, masks, modelfile, rng
 from ppolab.algos.a2c import A2CUpdate
 from ppolab.algos.ppo import PPOUpdate
 from ppolab.algos.trpo import TRPOUpdate
@@ -33,7 +34,8 @@ from ppolab.config import (
 )
 from ppolab.encoders import factory_path
 from ppolab.envs import EnvInfo, EnvSource, action_kind, make_vec_env, resolve_env_id
-from ppolab.errors import ConfigError, EnvironmentSpecError, ModelFileError, PPOLabError
+from ppolab.errors import ConfigError, EnvironmentFaultError, EnvironmentSpecError, ModelFileError, PPOLabError
+from ppolab.memory import Memory
 from ppolab.normalize import ObservationNormalizer, RewardScaler
 from ppolab.observations import tree_map
 from ppolab.policies import ActorCritic
@@ -98,10 +100,10 @@ class Agent:
                 raise
         try:
             self._setup(info)
+            self._attach_env(vec_env)
         except PPOLabError:
             vec_env.close()
             raise
-        self._attach_env(vec_env)
 
     def _setup(self, info: EnvInfo) -> None:
         cfg = self.config
@@ -135,7 +137,9 @@ class Agent:
         seed = (self.config.seed + self.global_step) % 2**32
         self.vec_env = vec_env
         self.collector = Collector(vec_env, self.env_info, self.policy, self.config.n_steps,
-                                   seed, self.generator, self.obs_normalizer, self.reward_scaler)
+                                   seed, self.generator, self.obs_normalizer, self.reward_scaler,
+                                   self.config.action_masks)
+        self.env_info = dataclasses.replace(self.env_info, action_mask=self.collector.mask_source)
 
     @property
     def env_id(self) -> str:
@@ -190,10 +194,32 @@ class Agent:
             self._saved_rng = None
         return train(self, reporter, callback)
 
+    @property
+    def uses_action_masks(self) -> bool:
+        """Whether the policy was trained with action masks (then :meth:`predict` needs them)."""
+        return self.env_info.action_mask is not None
+
+    def new_memory(self, n: int = 1) -> Memory:
+        """The memory of a recurrent policy for ``n`` envs, empty (see :meth:`predict`)."""
+        if n < 1:
+            raise ConfigError(f"invalid n={n}: a memory is for at least one env")
+        return Memory(self.policy.initial_state(n))
+
     @torch.no_grad()
-    def predict(self, observation: Any, deterministic: bool = True) -> np.ndarray:
+    def predict(self, observation: Any, deterministic: bool = True, action_mask: Any = None,
+                memory: Memory | None = None) -> np.ndarray:
         """The action(s) for one observation, as the env returns it, or a batch of them (each
-        array, or each part of a Dict/Tuple observation, with a leading batch dimension)."""
+        array, or each part of a Dict/Tuple observation, with a leading batch dimension).
+
+        ``action_mask``: the valid actions, one flag per action (``[A]``, or ``[B, A]`` for a
+        batch), as the env gives them in ``info["action_mask"]`` or ``env.action_masks()``.
+        A model trained with masks needs one: it would otherwise pick actions it never learned
+        to avoid.
+
+        ``memory``: a recurrent policy (``recurrent=lstm|gru``) needs one, from
+        :meth:`new_memory` (``new_memory(B)`` for a batch of B); ``predict`` updates it in place.
+        Call ``memory.reset()`` when a new episode starts. A feed-forward policy ignores it.
+        """
         spec = self.env_info.observation
         batch = spec.batch_size(observation)
         problem = spec.problem(observation, batch=batch, finite=False)
@@ -206,10 +232,49 @@ class Agent:
         if self.obs_normalizer is not None:  # frozen statistics: evaluation does not change them
             stored = self.obs_normalizer(stored, update=False)
         obs = tree_map(lambda x: torch.as_tensor(x).to(self.device), stored)
-        dist = self.policy.distribution(obs)
+        mask = self._predict_mask(action_mask, batch)
+        if self.policy.recurrent:
+            self._check_memory(memory, batch)
+            dist, _, memory.state = self.policy.step(obs, memory.state, memory.starts, mask)
+            memory.starts[:] = False
+        else:
+            dist = self.policy.distribution(obs, mask)
         action = dist.mode() if deterministic else dist.sample()  # not the training generator
         action = self.env_info.action.to_env(action.cpu().numpy())
         return action[0] if batch is None else action
+
+    def _check_memory(self, memory: Memory | None, batch: int | None) -> None:
+        if memory is None:
+            raise ConfigError(
+                f"this policy is recurrent ({self.config.recurrent}): keep its memory across calls with "
+                "memory = agent.new_memory(), pass predict(obs, memory=memory), and call memory.reset() "
+                "when a new episode starts")
+        if memory.n != (batch or 1):
+            raise ConfigError(f"a memory for {memory.n} envs given with {'a batch of ' + str(batch) if batch else 'one'} "
+                              f"observation{'s' if batch else ''}; make it with agent.new_memory({batch or 1})")
+        if memory.state.shape[1] != self.policy.state_size:
+            raise ConfigError(f"this memory holds {memory.state.shape[1]} floats per env, this policy's state "
+                              f"{self.policy.state_size}; make it with this agent's new_memory()")
+
+    def _predict_mask(self, action_mask: Any, batch: int | None) -> torch.Tensor | None:
+        size = masks.mask_size(self.env_info.action)
+        if action_mask is None:
+            if self.uses_action_masks:
+                raise ConfigError(
+                    f"this model was trained with action masks ({masks.SOURCE_NAMES[self.env_info.action_mask]}); "
+                    "pass predict(obs, action_mask=...), one flag per action")
+            return None
+        if size is None:
+            raise ConfigError(f"action_mask applies to Discrete and MultiDiscrete actions, not "
+                              f"{self.env_info.action.describe()}")
+        rows = np.asarray(action_mask)
+        rows = rows[None] if batch is None and rows.ndim == 1 else rows
+        needed = np.ones(batch or 1, dtype=bool)
+        try:
+            checked = masks.checked(rows, size, self.env_info.action, needed, "given to predict()")
+        except EnvironmentFaultError as exc:
+            raise ConfigError(str(exc)) from None
+        return torch.from_numpy(checked).to(self.device)
 
     def save(self, path: str | Path) -> Path:
         """Write the model (weights, optimizer, counters, config) to ``path`` atomically."""
@@ -308,7 +373,15 @@ class Agent:
                 )
             agent.env_info = new_info
             agent.generator.manual_seed((config.seed + agent.global_step) % 2**32)
-            agent._attach_env(vec_env)
+            try:
+                agent._attach_env(vec_env)
+            except PPOLabError:
+                vec_env.close()
+                raise
+            if info.action_mask is not None and agent.env_info.action_mask is None:
+                agent.close()
+                raise ModelFileError(f"{path} was trained with action masks from "
+                                     f"{masks.SOURCE_NAMES[info.action_mask]}; this env provides none")
         return agent
 
     def close(self) -> None:

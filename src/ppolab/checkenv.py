@@ -22,10 +22,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env
 
+from ppolab import masks
 from ppolab.action_spaces import ActionSpec
 from ppolab.config import Config, defaults_origin, preset
 from ppolab.envs import check_spaces, make_env, resolve_env_id
-from ppolab.errors import ConfigError, EnvironmentSpecError
+from ppolab.errors import ConfigError, EnvironmentFaultError, EnvironmentSpecError
 from ppolab.observations import Leaf, ObservationSpec, check_image_size
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -113,7 +114,7 @@ def _check(env: gym.Env, target: str, steps: int) -> CheckReport:
                 checks.append(Check("ppolab supports the spaces", False, str(exc)))
             else:
                 checks.append(Check("ppolab supports the spaces", True, "; ".join(notices)))
-            checks.append(_random_steps(env, observation, steps))
+            checks.append(_random_steps(env, observation, action, steps))
     seen: list[str] = []
     for w in caught:
         text = " ".join(_ANSI.sub("", str(w.message)).removeprefix("WARN: ").split())
@@ -183,11 +184,24 @@ class _Fault(Exception):
     """The first thing wrong in the random steps, as the check's detail."""
 
 
-def _random_steps(env: gym.Env, observation: ObservationSpec, steps: int) -> Check:
-    """``steps`` random actions (seeded), resetting at episode ends; the first fault fails it."""
+def _random_steps(env: gym.Env, observation: ObservationSpec, action: ActionSpec, steps: int) -> Check:
+    """``steps`` random actions (seeded), resetting at episode ends; the first fault fails it.
+    Where the env masks actions (:mod:`ppolab.masks`), the actions are drawn from the valid
+    ones and every mask is checked as training checks it."""
     name = f"{steps} random steps"
     env.action_space.seed(0)
     episodes = 1
+    source: str | None = None
+
+    def random_action(info: dict, when: str) -> Any:
+        if source is None:
+            return env.action_space.sample()
+        try:
+            mask = masks.read_single(source, env, info, action.head_dim, action, when)
+        except EnvironmentFaultError as exc:
+            raise _Fault(str(exc)) from None
+        parts = np.split(mask.astype(np.int8), np.cumsum(action.nvec)[:-1])
+        return env.action_space.sample(mask=parts[0] if action.kind == "discrete" else tuple(parts))
 
     def call(method: str, fn: Callable[[], Any], size: int, when: str) -> tuple:
         try:
@@ -207,12 +221,14 @@ def _random_steps(env: gym.Env, observation: ObservationSpec, steps: int) -> Che
         raise _Fault(f"observation {problem.detail} {when}")
 
     try:
-        obs, _ = call("reset()", lambda: env.reset(seed=0), 2, "at the first reset")
+        obs, info = call("reset()", lambda: env.reset(seed=0), 2, "at the first reset")
         check_observation(obs, "from the first reset")
+        if isinstance(info, dict):
+            source = masks.choose_source("auto", masks.INFO_KEY in info, masks.has_method(env), action, "")
         for step in range(1, steps + 1):
             when = f"at step {step} (episode {episodes})"
-            obs, reward, terminated, truncated, _ = call(
-                "step()", lambda: env.step(env.action_space.sample()), 5, when)
+            chosen = random_action(info, f"before step {step}")
+            obs, reward, terminated, truncated, info = call("step()", lambda: env.step(chosen), 5, when)
             check_observation(obs, when)
             try:
                 rewards = np.asarray(reward, dtype=np.float64).reshape(-1)
@@ -226,9 +242,10 @@ def _random_steps(env: gym.Env, observation: ObservationSpec, steps: int) -> Che
                 raise _Fault(f"non-finite reward {when}: reward = {float(rewards[0])}")
             if ended:
                 episodes += 1
-                obs, _ = call("reset()", env.reset, 2, f"after step {step}")
+                obs, info = call("reset()", env.reset, 2, f"after step {step}")
                 check_observation(obs, f"from the reset after step {step}")
     except _Fault as fault:
         return Check(name, False, str(fault))
     ended = episodes - 1
-    return Check(name, True, f"{ended} episode{'s' if ended != 1 else ''} ended")
+    masked = f"; actions drawn from the valid ones, masked by {masks.SOURCE_NAMES[source]}" if source else ""
+    return Check(name, True, f"{ended} episode{'s' if ended != 1 else ''} ended{masked}")

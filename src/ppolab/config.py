@@ -24,6 +24,8 @@ ADVANTAGE_ESTIMATORS = ("gae", "td0", "nstep", "mc")
 POLICY_OBJECTIVES = ("clip", "kl_penalty", "none")
 OPTIMIZERS = ("rmsprop", "adam")
 UNSUPPORTED_OBSERVATIONS = ("drop", "refuse")
+MASK_SETTINGS = ("auto", "info", "method", "off")  # where action masks come from, see ppolab.masks
+RECURRENT_CORES = ("none", "lstm", "gru")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -140,6 +142,15 @@ class Config:
                            Bounds(1, 65_536))
     cnn_activation: str = _f("relu", "image observations: activation after each CNN layer: relu | tanh",
                              ACTIVATIONS)
+    recurrent: str = _f(
+        "none", "none | lstm | gru: a recurrent core between the encoder and the trunk (memory for partially "
+        "observed tasks)", RECURRENT_CORES)
+    recurrent_hidden_size: int = _f(128, "recurrent core: units of the LSTM/GRU", Bounds(1, 8192))
+    shared_recurrent: bool = _f(
+        False, "recurrent core: one memory for actor and critic instead of two (needs shared_encoder)")
+    sequence_length: int | None = _f(
+        None, "recurrent core: train on chunks of this many steps, each from its stored state (truncated "
+        "backpropagation through time; none: each env's whole rollout, n_steps)", Bounds(1, 2**20))
     encoder: str | None = _f(
         None, "your observation encoder, 'module:Attr' naming a factory observation_space -> torch.nn.Module "
         "that returns [batch, features] (none: chosen from the observation space)")
@@ -149,6 +160,11 @@ class Config:
     device: str = _f(
         "auto", "auto | cpu | cuda | cuda:N | mps (auto: CUDA when available and the network has a CNN, "
         "else the CPU)")
+    action_masks: str = _f(
+        "auto", "auto | info | method | off: where the valid actions of each state come from: "
+        "info['action_mask'] (Gymnasium), the env's action_masks() method (sb3-contrib), or not at all "
+        "(auto: whichever the env provides; Discrete and MultiDiscrete actions)",
+        MASK_SETTINGS)
     log_std_init: float = _f(
         0.0, "Box actions: initial log standard deviation of the Gaussian policy, in [-20, 20] (the "
         "learned one is kept there too)",
@@ -197,6 +213,10 @@ class Config:
                    f"one value per convolution of cnn_channels ({len(c.cnn_channels)})")
         _check(c.shared_encoder or not c.shared_trunk, "shared_trunk", c.shared_trunk,
                "false when shared_encoder is false (a shared trunk reads one encoder)")
+        _check(c.shared_encoder or not c.shared_recurrent, "shared_recurrent", c.shared_recurrent,
+               "false when shared_encoder is false (a shared core reads one encoder)")
+        _check(c.recurrent == "none" or c.shared_recurrent or not c.shared_trunk, "shared_trunk", c.shared_trunk,
+               "false with a recurrent core unless shared_recurrent is true (a shared trunk reads one core)")
         _check(DEVICE_PATTERN.fullmatch(c.device) is not None, "device", c.device, "auto | cpu | cuda | cuda:N | mps")
         _check(c.encoder is None or ":" in c.encoder, "encoder", c.encoder,
                "'module:Attr' naming a factory observation_space -> torch.nn.Module")

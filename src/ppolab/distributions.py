@@ -128,6 +128,16 @@ def bounded_log_std(log_std: torch.Tensor) -> torch.Tensor:
     return log_std.clamp(*LOG_STD_BOUNDS)
 
 
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Logits with the invalid actions (``mask`` False) at the dtype's lowest value, so that
+    softmax gives them probability exactly 0 (exp underflows), entropy and KL sum over the valid
+    actions only (0 * finite = 0; -inf would give NaN), Gumbel-max never draws them, and their
+    logits get no gradient."""
+    if mask is None:
+        return logits
+    return logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+
+
 # --- distribution objects: pi_theta(.|s) for a batch of states ---------------------------------
 #
 # Each owns its parameters (logits; a Gaussian's mean and log-std) so that no caller passes
@@ -136,12 +146,13 @@ def bounded_log_std(log_std: torch.Tensor) -> torch.Tensor:
 
 
 class Categorical:
-    """pi(a|s) = softmax(logits)_a over ``[..., A]`` logits (Discrete actions)."""
+    """pi(a|s) = softmax(logits)_a over ``[..., A]`` logits (Discrete actions); with an action
+    ``mask`` (bool ``[..., A]``), over the valid actions only (:func:`masked_logits`)."""
 
     __slots__ = ("logits", "_log_probs")
 
-    def __init__(self, logits: torch.Tensor) -> None:
-        self.logits = logits
+    def __init__(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        self.logits = masked_logits(logits, mask)
         self._log_probs: torch.Tensor | None = None
 
     @property
@@ -176,12 +187,13 @@ class Categorical:
 
 class MultiCategorical:
     """Independent categoricals, one per MultiDiscrete component, over ``[..., sum(nvec)]``
-    logits: log pi(a) = sum_k log pi_k(a_k)."""
+    logits: log pi(a) = sum_k log pi_k(a_k); a ``mask`` ``[..., sum(nvec)]`` masks each
+    component's actions."""
 
     __slots__ = ("logits", "nvec", "_parts")
 
-    def __init__(self, logits: torch.Tensor, nvec: tuple[int, ...]) -> None:
-        self.logits, self.nvec = logits, nvec
+    def __init__(self, logits: torch.Tensor, nvec: tuple[int, ...], mask: torch.Tensor | None = None) -> None:
+        self.logits, self.nvec = masked_logits(logits, mask), nvec
         self._parts: list[torch.Tensor] | None = None
 
     @property
@@ -274,10 +286,12 @@ class PolicyHead(torch.nn.Module):
         if spec.kind == "box":
             self.log_std = torch.nn.Parameter(torch.full((spec.head_dim,), float(log_std_init)))
 
-    def forward(self, features: torch.Tensor) -> Distribution:
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
+        """pi(.|s); ``mask`` (bool ``[..., head_dim]``, discrete actions only) leaves out the
+        invalid actions."""
         out = torch.nn.functional.linear(features, self.weight, self.bias)
         if self.kind == "discrete":
-            return Categorical(out)
+            return Categorical(out, mask)
         if self.kind == "multidiscrete":
-            return MultiCategorical(out, self.spec.nvec)
+            return MultiCategorical(out, self.spec.nvec, mask)
         return DiagGaussian(out, self.log_std, self.spec.squash)

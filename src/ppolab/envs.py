@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from ppolab import atari
+from ppolab import atari, tasks
 from ppolab.action_spaces import ActionSpec
 from ppolab.observations import ObservationSpec
 from ppolab.errors import (
@@ -59,6 +59,9 @@ class EnvInfo:
     # Episode returns come from info["ppolab_score"] at each real episode end (whole unclipped
     # games under the Atari preprocessing) instead of the sum of the rewards trained on.
     scores_from_info: bool = False
+    # Where the valid actions come from ("info" or "method", see ppolab.masks); None: unmasked.
+    # Known once the collector has reset the envs.
+    action_mask: str | None = None
     space: gym.Space | None = dataclasses.field(default=None, compare=False)  # the observation space
 
     @property
@@ -84,14 +87,14 @@ class EnvInfo:
     def to_dict(self) -> dict:
         return {"env_id": self.env_id, "observation": self.observation.to_dict(),
                 "action": dataclasses.asdict(self.action), "reward_threshold": self.reward_threshold,
-                "scores_from_info": self.scores_from_info}
+                "scores_from_info": self.scores_from_info, "action_mask": self.action_mask}
 
     @classmethod
     def from_dict(cls, data: dict) -> EnvInfo:
         observation = (ObservationSpec.from_dict(data["observation"]) if "observation" in data
                        else ObservationSpec.vector(tuple(data["obs_shape"])))  # files before 0.2
         return cls(data["env_id"], observation, ActionSpec(**data["action"]), data["reward_threshold"],
-                   bool(data.get("scores_from_info", False)))
+                   bool(data.get("scores_from_info", False)), data.get("action_mask"))
 
 
 # Ids of optional packages: the prefix, the extra that installs them, and how to register them.
@@ -111,6 +114,7 @@ NAMESPACES: dict[str, tuple[str, Callable[[], None]]] = {
     "MinAtar/": ("minatar", _register_minatar),
     "MiniGrid-": ("minigrid", _register_minigrid),
     "BabyAI-": ("minigrid", _register_minigrid),
+    tasks.NAMESPACE: ("", tasks.register),  # ppolab's own tasks: nothing to install
 }
 
 

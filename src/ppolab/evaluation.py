@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ppolab import masks
 from ppolab.envs import make_single_env
 from ppolab.errors import ConfigError, VideoError
 
@@ -43,16 +44,26 @@ def evaluate(
     if video:
         check_video_target(Path(video))
     env = make_single_env(env_id or agent.env_id, render_mode="rgb_array" if video else None)
+    source, action = agent.env_info.action_mask, agent.env_info.action
+
+    def mask(info: dict, where: str) -> np.ndarray | None:  # as the policy was trained: masked or not
+        return None if source is None else masks.read_single(source, env, info, action.head_dim, action, where)
+
+    memory = agent.new_memory() if agent.policy.recurrent else None
     frames: list[np.ndarray] = []
     returns, lengths = [], []
     try:
         for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
+            obs, info = env.reset(seed=seed + i)
+            if memory is not None:
+                memory.reset()
             total, length, done = 0.0, 0, False
             while not done:
                 if video:
                     frames.append(env.render())
-                obs, reward, terminated, truncated, _ = env.step(agent.predict(obs, deterministic))
+                action_mask = mask(info, f"in evaluation episode {i}, step {length}")
+                obs, reward, terminated, truncated, info = env.step(
+                    agent.predict(obs, deterministic, action_mask=action_mask, memory=memory))
                 total += float(reward)
                 length += 1
                 done = terminated or truncated

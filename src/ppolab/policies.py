@@ -1,8 +1,14 @@
-"""Actor-critic networks: an observation encoder, then a trunk MLP, then the heads.
+"""Actor-critic networks: an observation encoder, an optional recurrent core, then a trunk
+MLP, then the heads.
 
-    observation --> encoder --> actor trunk  --> policy head --> pi_theta(.|s)  (a distribution)
-    (per space,     (MLP,  \\-> critic trunk --> value head  --> V_phi(s)
-     see encoders)   hidden_sizes)
+    observation --> encoder --> [core] --> actor trunk  --> policy head --> pi_theta(.|s)  (a distribution)
+    (per space,                 (LSTM/GRU,\\-> critic trunk --> value head  --> V_phi(s)
+     see encoders)               memory)    (MLP, hidden_sizes)
+
+With ``recurrent=lstm|gru`` the actor and the critic have their own core by default
+(``shared_recurrent``); the state of both is one packed ``[..., state_size]`` vector
+(:mod:`ppolab.memory`), and :meth:`ActorCritic.step` / :meth:`ActorCritic.unroll` take it with
+the flags of the steps that start an episode.
 
 The encoder is chosen from the observation space (:mod:`ppolab.encoders`) and is shared by the
 actor and the critic by default (``shared_encoder``, as in the PPO paper's Atari network); the
@@ -24,7 +30,8 @@ from ppolab.action_spaces import ActionSpec
 from ppolab.config import Config
 from ppolab.distributions import Distribution, PolicyHead
 from ppolab.encoders import ACTIVATIONS, VectorEncoder, build_encoder, orthogonal_
-from ppolab.observations import Observation, ObservationSpec
+from ppolab.memory import RecurrentCore, split_state
+from ppolab.observations import Observation, ObservationSpec, tree_map
 
 _ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -61,6 +68,14 @@ class ActorCritic(nn.Module):
         self.encoder = build_encoder(observation, config, space, where)
         self.critic_encoder = None if config.shared_encoder else build_encoder(observation, config, space, where)
         n_in, hidden, act = self.encoder.features, config.hidden_sizes, config.activation
+        self.recurrent = config.recurrent != "none"
+        self.actor_core = self.critic_core = None
+        if self.recurrent:
+            self.actor_core = RecurrentCore(config.recurrent, n_in, config.recurrent_hidden_size)
+            if not config.shared_recurrent:
+                self.critic_core = RecurrentCore(config.recurrent, n_in, config.recurrent_hidden_size)
+            n_in = config.recurrent_hidden_size
+        self.state_sizes = tuple(c.state_size for c in (self.actor_core, self.critic_core) if c is not None)
         self.actor_trunk = _mlp(n_in, hidden, act)
         self.critic_trunk = None if config.shared_trunk else _mlp(n_in, hidden, act)
         n_features = hidden[-1] if hidden else n_in
@@ -81,11 +96,13 @@ class ActorCritic(nn.Module):
     def actor_parameters(self) -> list[nn.Parameter]:
         """theta of pi_theta: the (shared) encoder, the actor trunk and the policy head (with the
         log-std of a Gaussian)."""
-        return [*self.encoder.parameters(), *self.actor_trunk.parameters(), *self.policy_head.parameters()]
+        own = [m for m in (self.encoder, self.actor_core, self.actor_trunk, self.policy_head) if m is not None]
+        return [p for m in own for p in m.parameters()]
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        """The parameters of V alone: its own encoder and trunk, if not shared, and the value head."""
-        own = [m for m in (self.critic_encoder, self.critic_trunk) if m is not None]
+        """The parameters of V alone: its own encoder, core and trunk, if not shared, and the
+        value head."""
+        own = [m for m in (self.critic_encoder, self.critic_core, self.critic_trunk) if m is not None]
         return [p for m in own for p in m.parameters()] + list(self.value_head.parameters())
 
     @property
@@ -106,21 +123,72 @@ class ActorCritic(nn.Module):
             x = self._act(F.linear(x, weight, bias))
         return x
 
-    def forward(self, obs: Observation) -> tuple[Distribution, torch.Tensor]:
-        """(pi(.|s), V(s)) for a batch of observations."""
+    def forward(self, obs: Observation, mask: torch.Tensor | None = None) -> tuple[Distribution, torch.Tensor]:
+        """(pi(.|s), V(s)) for a batch of observations; ``mask`` (bool, one flag per action)
+        leaves the invalid actions out of pi."""
         x = self._encode(self.encoder, obs)
         features = self._trunk(self._actor_layers, x)
         if self.critic_encoder is not None:
             x = self._encode(self.critic_encoder, obs)
         critic = features if self.critic_trunk is None else self._trunk(self._critic_layers, x)
-        return self.policy_head(features), F.linear(critic, *self._value_head).squeeze(-1)
+        return self.policy_head(features, mask), F.linear(critic, *self._value_head).squeeze(-1)
 
-    def distribution(self, obs: Observation) -> Distribution:
+    def distribution(self, obs: Observation, mask: torch.Tensor | None = None) -> Distribution:
         """pi(.|s) only (acting, and the policy-only updates)."""
-        return self.policy_head(self._trunk(self._actor_layers, self._encode(self.encoder, obs)))
+        return self.policy_head(self._trunk(self._actor_layers, self._encode(self.encoder, obs)), mask)
 
     def value(self, obs: Observation) -> torch.Tensor:
         """V(s) only."""
         encoder = self.encoder if self.critic_encoder is None else self.critic_encoder
         x = self._encode(encoder, obs)
         return F.linear(self._trunk(self._critic_layers, x), *self._value_head).squeeze(-1)
+
+    # --- recurrent policies: a state per env, zeroed at the steps that start an episode ------
+
+    @property
+    def state_size(self) -> int:
+        """Floats of recurrent state per env (0 for a feed-forward policy)."""
+        return sum(self.state_sizes)
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        """The state of ``n`` envs before their first step: zeros ``[n, state_size]``."""
+        return torch.zeros(n, self.state_size, device=self.device)
+
+    def step(self, obs: Observation, state: torch.Tensor, starts: torch.Tensor,
+             mask: torch.Tensor | None = None) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
+        """One step of N envs (acting): (pi(.|s_t, h), V(s_t, h), the next state ``[N, S]``)
+        for observations ``[N, ...]``, the state ``[N, S]`` and ``starts`` ``[N]`` (True: the
+        first step of an episode, which sees a zero state)."""
+        dist, value, state = self._unroll(tree_map(lambda x: x.unsqueeze(0), obs), state, starts.unsqueeze(0),
+                                          None if mask is None else mask.unsqueeze(0), True, True, True)
+        return dist.index(0), value[0], state
+
+    def unroll(self, obs: Observation, state: torch.Tensor, starts: torch.Tensor, mask: torch.Tensor | None = None,
+               actor: bool = True, critic: bool = True) -> tuple[Distribution | None, torch.Tensor | None]:
+        """(pi, V) over ``[L, B]`` sequences (training) from each one's first state ``[B, S]``;
+        ``actor``/``critic`` False leaves that part out (None)."""
+        dist, value, _ = self._unroll(obs, state, starts, mask, actor, critic, False)
+        return dist, value
+
+    def _unroll(self, obs: Observation, state: torch.Tensor, starts: torch.Tensor, mask: torch.Tensor | None,
+                actor: bool, critic: bool, final_state: bool
+                ) -> tuple[Distribution | None, torch.Tensor | None, torch.Tensor | None]:
+        parts = split_state(state, self.state_sizes)
+        x = self._encode(self.encoder, obs)
+        shared_core = self.critic_core is None
+        dist = value = features = core_out = None
+        if actor or shared_core:
+            core_out, parts[0] = self.actor_core(x, parts[0], starts, final_state)
+        if actor or (critic and self.critic_trunk is None):
+            features = self._trunk(self._actor_layers, core_out)
+        if actor:
+            dist = self.policy_head(features, mask)
+        if critic:
+            if not shared_core:
+                cx = x if self.critic_encoder is None else self._encode(self.critic_encoder, obs)
+                core_out, parts[1] = self.critic_core(cx, parts[1], starts, final_state)
+            critic_features = features if self.critic_trunk is None else self._trunk(self._critic_layers, core_out)
+            value = F.linear(critic_features, *self._value_head).squeeze(-1)
+        if not final_state:
+            return dist, value, None
+        return dist, value, torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]

@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppolab import atari
+from ppolab import atari, masks
 from ppolab.envs import EnvInfo
 from ppolab.errors import EnvironmentFaultError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
@@ -51,6 +51,11 @@ class Rollout:
     truncated: torch.Tensor  # the episode was cut after this step (time limit)
     valid: torch.Tensor  # False on autoreset steps (not transitions)
     last_values: torch.Tensor  # V(s_T), to bootstrap the last step
+    masks: torch.Tensor | None = None  # [T, N, A] bool: the valid actions at s_t (see ppolab.masks)
+    # Recurrent policies: the state entering step t (before the zeroing at an episode's first
+    # step), [T, N, S], and which steps are the first of an episode, [T, N].
+    states: torch.Tensor | None = None
+    starts: torch.Tensor | None = None
 
     @property
     def episode_end(self) -> torch.Tensor:
@@ -60,66 +65,6 @@ class Rollout:
     def next_values(self) -> torch.Tensor:
         """V(s_{t+1}) for every t: the next row of ``values``, then ``last_values``."""
         return torch.cat([self.values[1:], self.last_values.unsqueeze(0)])
-
-
-@dataclass
-class Batch:
-    """The valid transitions of a rollout, flattened to ``[B, ...]`` for minibatch updates."""
-
-    observations: Observation
-    actions: torch.Tensor
-    log_probs: torch.Tensor
-    values: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.actions.shape[0]
-
-    def _map(self, fn: Any) -> Batch:
-        return Batch(tree_map(fn, self.observations),
-                     *(fn(getattr(self, f)) for f in list(self.__dataclass_fields__)[1:]))
-
-    def __getitem__(self, index: torch.Tensor) -> Batch:
-        return self._map(lambda x: x[index])
-
-    def slice(self, start: int, stop: int) -> Batch:
-        """Rows ``start:stop`` as views (no copy)."""
-        return self._map(lambda x: x[start:stop])
-
-    def to(self, device: torch.device) -> Batch:
-        """The batch on ``device`` (itself when it is there already)."""
-        if self.actions.device == torch.device(device):
-            return self
-        return self._map(lambda x: x.to(device))
-
-
-def minibatch_bounds(n: int, batch_size: int, minibatch_size: int) -> list[int]:
-    """Slice boundaries splitting ``n`` valid samples into as many near-equal minibatches as a
-    full batch of ``batch_size`` would give at ``minibatch_size`` (autoreset steps make n a
-    little smaller than T * N; the minibatch count stays the configured one)."""
-    count = max(1, min(n, round(batch_size / minibatch_size)))
-    return [n * i // count for i in range(count + 1)]
-
-
-def normalized(advantages: torch.Tensor) -> torch.Tensor:
-    """(A - mean) / (std + 1e-8), or A unchanged for a single sample."""
-    if advantages.numel() < 2:
-        return advantages
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-
-def to_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> Batch:
-    """Flatten ``[T, N]`` to ``[T * N]`` and drop the autoreset steps."""
-    keep = rollout.valid.reshape(-1).nonzero().squeeze(-1)
-
-    def flat(x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(-1, *x.shape[2:])[keep]
-
-    return Batch(
-        tree_map(flat, rollout.observations), flat(rollout.actions), flat(rollout.log_probs),
-        flat(rollout.values), flat(advantages), flat(returns),
-    )
 
 
 @dataclass
@@ -179,8 +124,11 @@ class Collector:
         self, env: gym.vector.VectorEnv, info: EnvInfo, policy: ActorCritic, n_steps: int,
         seed: int, generator: torch.Generator,
         obs_normalizer: ObservationNormalizer | None = None, reward_scaler: RewardScaler | None = None,
+        action_masks: str = "off",
     ) -> None:
         self.env, self.info, self.policy, self.generator = env, info, policy, generator
+        self.mask_setting, self.mask_size = action_masks, masks.mask_size(info.action)
+        self.mask_source: str | None = None  # "info" or "method" once reset() has looked
         self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
         self.n_envs, self.n_steps = env.num_envs, n_steps
         T, N = n_steps, self.n_envs
@@ -197,6 +145,9 @@ class Collector:
             valid=torch.zeros(T, N, dtype=torch.bool),
             last_values=torch.zeros(N),
         )
+        if policy.recurrent:
+            self.rollout.states = torch.zeros(T, N, policy.state_size)
+            self.rollout.starts = torch.zeros(T, N, dtype=torch.bool)
         self.reset(seed)
 
     def reset(self, seed: int | None) -> None:
@@ -204,13 +155,22 @@ class Collector:
         reported like in :meth:`collect`, "at the start of training" in place of the step."""
         when = "at the start of training"
         try:
-            obs, _ = self.env.reset(seed=seed)
+            obs, infos = self.env.reset(seed=seed)
         except Exception as exc:
             if _passes_through(exc):
                 raise
             raise _fault(exc, "reset()", when) from exc
         self.obs = self._observe(self._checked(obs, when))
+        self.mask_source = masks.choose_source(
+            self.mask_setting, masks.INFO_KEY in infos, self.mask_setting in ("auto", "method")
+            and self.mask_size is not None and masks.has_method(self.env), self.info.action, self.info.env_id)
+        self.mask = self._masks(infos, np.ones(self.n_envs, dtype=bool), when)
+        if self.mask is not None and self.rollout.masks is None:
+            self.rollout.masks = torch.ones(self.n_steps, self.n_envs, self.mask_size, dtype=torch.bool)
         self.autoreset_next = np.zeros(self.n_envs, dtype=bool)  # last step ended an episode
+        # Recurrent policies: each env's state, and whether its next step starts an episode.
+        self.state = self.policy.initial_state(self.n_envs) if self.policy.recurrent else None
+        self.episode_start = np.ones(self.n_envs, dtype=bool)
         self.episode_return = np.zeros(self.n_envs)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
 
@@ -247,7 +207,17 @@ class Collector:
                 r.observations[t] = obs
             if not on_cpu:
                 obs = tree_map(lambda x: x.to(device, non_blocking=True), obs)
-            dist, value = policy(obs)
+            mask = None
+            if self.mask is not None:
+                mask = torch.from_numpy(self.mask)
+                r.masks[t] = mask
+                mask = mask if on_cpu else mask.to(device, non_blocking=True)
+            if self.state is None:
+                dist, value = policy(obs, mask)
+            else:
+                r.states[t] = self.state
+                r.starts[t] = starts = torch.from_numpy(self.episode_start)
+                dist, value, self.state = policy.step(obs, self.state, starts.to(device), mask)
             action = dist.sample(gen)
             r.actions[t] = action
             r.log_probs[t] = dist.log_prob(action)
@@ -286,11 +256,25 @@ class Collector:
                         episodes.append(Episode(float(self.episode_return[i]), int(self.episode_length[i]), step))
                     self.episode_return[ended] = 0.0
                     self.episode_length[ended] = 0
+            self.episode_start = ~valid  # an autoreset step: the next observation starts an episode
             self.autoreset_next = terminated | truncated
             self.obs = self._observe(next_obs)
+            if self.mask is not None:
+                self.mask = self._masks(infos, ~self.autoreset_next, f"at step {global_step + t * self.n_envs:,}")
         last = tree_map(lambda x: torch.from_numpy(x).to(device), self.obs)
-        r.last_values.copy_(policy.value(last))
+        if self.state is None:
+            r.last_values.copy_(policy.value(last))
+        else:  # V(s_T) with the state its episode has (zero if s_T starts one)
+            starts = torch.from_numpy(self.episode_start).to(device)
+            r.last_values.copy_(policy.step(last, self.state, starts)[1])
         return r, episodes
+
+    def _masks(self, infos: dict, needed: np.ndarray, when: str) -> np.ndarray | None:
+        """The action masks ``[N, A]`` of the current states (None without masking); ``needed``
+        says which envs act next (the others are at an autoreset step)."""
+        if self.mask_source is None:
+            return None
+        return masks.read_vector(self.mask_source, self.env, infos, self.mask_size, self.info.action, needed, when)
 
     def _checked(self, obs: Any, when: int | str) -> Any:
         """``obs``, or an :class:`EnvironmentFaultError` for a wrong structure, shape or dtype,

@@ -22,8 +22,9 @@ from ppolab import losses
 from ppolab.clock import since_process_start
 from ppolab.config import Config
 from ppolab.errors import EnvironmentFaultError, TrainingDivergedError
+from ppolab.batches import training_batch
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Collector, Episode, to_batch
+from ppolab.rollout import Collector, Episode
 
 
 class Agent(Protocol):
@@ -149,7 +150,7 @@ def train(
             rollout.terminated, rollout.episode_end, cfg.gamma, cfg.gae_lambda, cfg.n_step,
         )
         returns = adv_lib.value_targets(advantages, rollout.values)
-        batch = to_batch(rollout, advantages, returns)
+        batch = training_batch(rollout, advantages, returns, cfg.sequence_length)
         if len(batch) == 0:  # every step was an autoreset step (possible with n_steps=1)
             continue
         try:

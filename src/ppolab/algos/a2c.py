@@ -15,7 +15,7 @@ from ppolab.algos.common import approx_kl_after_step, batch_advantages
 from ppolab.config import A2CConfig
 from ppolab.optim import Adam, RMSprop, gradient_step
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch
+from ppolab.batches import AnyBatch
 
 
 class A2CUpdate:
@@ -37,10 +37,10 @@ class A2CUpdate:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state)
 
-    def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
+    def update(self, batch: AnyBatch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy, opt = self.config, self.policy, self.optimizer
         advantages = batch_advantages(batch, c)
-        dist, values = policy(batch.observations)
+        dist, values = batch.forward(policy)
         log_prob, entropy = dist.log_prob(batch.actions), dist.entropy()
         pg_loss = losses.policy_gradient_loss(log_prob, advantages)
         v_loss = losses.value_loss(values, batch.values, batch.returns, None)

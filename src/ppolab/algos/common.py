@@ -7,26 +7,25 @@ import torch
 from ppolab import losses
 from ppolab.config import Config
 from ppolab.distributions import Distribution
-from ppolab.observations import Observation
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch, normalized
+from ppolab.batches import AnyBatch, normalized
 
 
-def batch_advantages(batch: Batch, config: Config) -> torch.Tensor:
+def batch_advantages(batch: AnyBatch, config: Config) -> torch.Tensor:
     """A_hat for a whole-batch update: normalized over the batch if the config says so."""
     return normalized(batch.advantages) if config.normalize_advantages else batch.advantages
 
 
-def frozen_distribution(policy: ActorCritic, observations: Observation) -> Distribution:
-    """pi_old for ``observations``: the policy now, detached (the reference of the KL to the
-    policy being updated)."""
+def frozen_distribution(policy: ActorCritic, batch: AnyBatch) -> Distribution:
+    """pi_old for the transitions of ``batch``: the policy now, detached (the reference of the
+    KL to the policy being updated)."""
     with torch.no_grad():
-        return policy.distribution(observations).detach()
+        return batch.distribution(policy).detach()
 
 
 @torch.no_grad()
-def approx_kl_after_step(policy: ActorCritic, batch: Batch) -> float:
+def approx_kl_after_step(policy: ActorCritic, batch: AnyBatch) -> float:
     """How far a single-step update moved the policy: the k3 estimate of KL(pi_old || pi_new)
     from the batch's actions and their old log-probabilities."""
-    log_prob = policy.distribution(batch.observations).log_prob(batch.actions)
+    log_prob = batch.distribution(policy).log_prob(batch.actions)
     return losses.approx_kl(log_prob, batch.log_probs)[1].item()

@@ -15,7 +15,7 @@ from ppolab import losses
 from ppolab.config import CriticFitConfig
 from ppolab.optim import Adam, gradient_step
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch, minibatch_bounds
+from ppolab.batches import AnyBatch, minibatch_bounds
 
 
 class CriticFit:
@@ -25,18 +25,18 @@ class CriticFit:
         self.policy, self.config = policy, config
         self.optimizer = Adam(policy.critic_parameters(), lr=lr, eps=1e-5)
 
-    def fit(self, batch: Batch, lr: float, generator: torch.Generator) -> tuple[float, int]:
+    def fit(self, batch: AnyBatch, lr: float, generator: torch.Generator) -> tuple[float, int]:
         """(mean value loss, gradient steps) of ``vf_epochs`` passes at step size ``lr``."""
         c, opt = self.config, self.optimizer
         opt.lr = lr
-        n = len(batch)
+        n = batch.units
         bounds = minibatch_bounds(n, c.batch_size, c.vf_minibatch_size)
         history = []
         for _ in range(c.vf_epochs):
             shuffled = batch[torch.randperm(n, generator=generator, device=generator.device)]
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
-                loss = losses.value_loss(self.policy.value(mb.observations), mb.values, mb.returns, None)
+                loss = losses.value_loss(mb.value(self.policy), mb.values, mb.returns, None)
                 gradient_step(opt, loss, c.max_grad_norm)
                 history.append(loss.detach())
         return torch.stack(history).mean().item(), len(history)

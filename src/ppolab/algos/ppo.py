@@ -21,12 +21,10 @@ from __future__ import annotations
 import torch
 
 from ppolab import losses
-from ppolab.algos.common import frozen_distribution
 from ppolab.config import PPOConfig
-from ppolab.distributions import Distribution
 from ppolab.optim import Adam, gradient_step
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch, minibatch_bounds, normalized
+from ppolab.batches import AnyBatch, minibatch_bounds, normalized
 
 # Order of the per-minibatch statistics accumulated in one tensor (one .tolist() per update).
 _STATS = ("policy_loss", "value_loss", "entropy", "approx_kl_logr", "approx_kl", "clip_fraction", "grad_norm")
@@ -59,11 +57,11 @@ class PPOUpdate:
         self.kl_beta = float(state.pop("kl_beta", self.config.kl_beta_init))
         self.optimizer.load_state_dict(state)
 
-    def _mean_kl(self, batch: Batch, old: Distribution) -> float:
+    def _mean_kl(self, batch: AnyBatch) -> float:
         with torch.no_grad():  # the actor only: V is not needed here
-            return old.kl(self.policy.distribution(batch.observations)).mean().item()
+            return batch.reference.kl(batch.distribution(self.policy)).mean().item()
 
-    def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
+    def update(self, batch: AnyBatch, lr: float, generator: torch.Generator) -> dict[str, float]:
         """Run the epochs over ``batch`` at learning rate ``lr``; returns the mean diagnostics.
 
         Raises :class:`TrainingDivergedError` (before any bad step is applied) when a loss or
@@ -71,11 +69,12 @@ class PPOUpdate:
         """
         c, policy, opt = self.config, self.policy, self.optimizer
         opt.lr = lr
-        n = len(batch)
+        n = batch.units  # transitions, or sequences for a recurrent policy
         bounds = minibatch_bounds(n, c.batch_size, c.minibatch_size)
         vclip = c.clip_coef if c.clip_value_loss else None
         penalized = c.policy_objective == "kl_penalty"
-        old_all = frozen_distribution(policy, batch.observations) if penalized else None
+        if penalized:
+            batch = batch.with_reference(policy)  # pi_old, carried into every minibatch
         beta = self.kl_beta if penalized else 0.0
         history: list[torch.Tensor] = []
         epochs_done = 0
@@ -83,10 +82,9 @@ class PPOUpdate:
         for _ in range(c.n_epochs):
             order = torch.randperm(n, generator=generator, device=generator.device)
             shuffled = batch[order]  # minibatches are slices
-            old_shuffled = old_all.index(order) if penalized else None
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
-                dist, values = policy(mb.observations)
+                dist, values = mb.forward(policy)
                 new_logp, entropy = dist.log_prob(mb.actions), dist.entropy()
                 advantages = mb.advantages
                 if c.normalize_advantages:
@@ -96,7 +94,7 @@ class PPOUpdate:
                 if c.target_kl is not None and kl.item() > c.target_kl:
                     stopped_early = True
                     break
-                exact_kl = old_shuffled.index(slice(lo, hi)).kl(dist) if penalized else None
+                exact_kl = mb.reference.kl(dist) if penalized else None
                 pg_loss = _policy_loss(c, new_logp, mb.log_probs, advantages, exact_kl, beta)
                 v_loss = losses.value_loss(values, mb.values, mb.returns, vclip)
                 ent = entropy.mean()
@@ -114,7 +112,7 @@ class PPOUpdate:
         stats = dict(zip(_STATS, totals.tolist()))
         stats["kl_beta"] = beta  # the coefficient this update used
         if penalized:
-            self.kl_beta = losses.adapt_kl_beta(beta, self._mean_kl(batch, old_all), c.kl_target)
+            self.kl_beta = losses.adapt_kl_beta(beta, self._mean_kl(batch), c.kl_target)
         stats["epochs"] = float(epochs_done)
         stats["gradient_steps"] = float(steps)
         stats["stopped_early"] = float(stopped_early)

@@ -23,7 +23,7 @@ from ppolab.config import TRPOConfig
 from ppolab.distributions import Distribution
 from ppolab.errors import TrainingDivergedError
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch
+from ppolab.batches import AnyBatch
 from ppolab.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
@@ -51,20 +51,20 @@ class TRPOUpdate:
     def load_state_dict(self, state: dict) -> None:
         self.critic.load_state_dict(state)
 
-    def _surrogate_and_kl(self, batch: Batch, advantages: torch.Tensor,
+    def _surrogate_and_kl(self, batch: AnyBatch, advantages: torch.Tensor,
                           old: Distribution) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(L(theta) + c2 E[H], mean KL(pi_old || pi_theta), mean entropy) at the current theta."""
         policy = self.policy
-        dist = policy.distribution(batch.observations)
+        dist = batch.distribution(policy)
         log_prob, entropy = dist.log_prob(batch.actions), dist.entropy()
         surrogate = -losses.surrogate(log_prob, batch.log_probs, advantages)
         kl = old.kl(dist).mean()
         return surrogate + self.config.ent_coef * entropy.mean(), kl, entropy.mean()
 
-    def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
+    def update(self, batch: AnyBatch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy = self.config, self.policy
         advantages = batch_advantages(batch, c)
-        old = frozen_distribution(policy, batch.observations)
+        old = frozen_distribution(policy, batch)
 
         surrogate, kl, entropy = self._surrogate_and_kl(batch, advantages, old)
         g = flat_grad(surrogate, self.actor_params, retain_graph=True)

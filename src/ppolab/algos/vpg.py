@@ -19,7 +19,7 @@ from ppolab.algos.critic import CriticFit
 from ppolab.config import VPGConfig
 from ppolab.optim import Adam, gradient_step
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Batch
+from ppolab.batches import AnyBatch
 
 
 class VPGUpdate:
@@ -39,10 +39,10 @@ class VPGUpdate:
         self.optimizer.load_state_dict(state["policy"])
         self.critic.load_state_dict(state["critic"])
 
-    def update(self, batch: Batch, lr: float, generator: torch.Generator) -> dict[str, float]:
+    def update(self, batch: AnyBatch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy, opt = self.config, self.policy, self.optimizer
         advantages = batch_advantages(batch, c)
-        dist = policy.distribution(batch.observations)
+        dist = batch.distribution(policy)
         log_prob, entropy = dist.log_prob(batch.actions), dist.entropy()
         pg_loss = losses.policy_gradient_loss(log_prob, advantages)
         loss = pg_loss - c.ent_coef * entropy.mean()
