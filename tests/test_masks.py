@@ -130,10 +130,12 @@ def test_a_state_without_valid_actions_is_refused_unless_its_action_is_ignored()
 # --- training ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env, source", [(CHOICE, "info"), ("envs_for_tests:MethodMaskedChoiceEnv", "method")])
-def test_masks_come_from_info_or_from_the_action_masks_method(env, source):
+@pytest.mark.parametrize("env, source, vectorization", [
+    (CHOICE, "info", "sync"), ("envs_for_tests:MethodMaskedChoiceEnv", "method", "sync"),
+    ("envs_for_tests:MethodMaskedChoiceEnv", "method", "async"), (CHOICE, "info", "async")])
+def test_masks_come_from_info_or_from_the_action_masks_method(env, source, vectorization):
     """The env raises on an invalid action: training runs only if every action was valid."""
-    agent = PPO(env, seed=0, **SMALL)
+    agent = PPO(env, seed=0, vectorization=vectorization, **SMALL)
     try:
         assert agent.env_info.action_mask == source and agent.uses_action_masks
         agent.learn(1024)

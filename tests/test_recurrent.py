@@ -261,3 +261,20 @@ def test_memory_solves_the_cue_task_where_a_feed_forward_policy_guesses():
             agent.close()
     assert results["gru"].final_mean_return_100 >= 0.9  # near perfect (1 is the best)
     assert abs(results["none"].final_mean_return_100) < 0.4  # chance is 0
+
+
+def test_the_memory_exercise_runs_with_and_without_a_recurrent_core(tmp_path):
+    import json
+    import subprocess
+
+    from conftest import cli_env, ppolab_command
+
+    out = tmp_path / "memory"
+    proc = subprocess.run([*ppolab_command(), "exercise", "memory", "--seeds", "1", "--steps", "2048",
+                           "--score-episodes", "2", "--out", str(out), "--quiet"], env=cli_env(), text=True,
+                          capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((out / "sweep.json").read_text())
+    assert plan["exercise"] == "memory" and plan["env_id"] == "ppolab/CartPoleNoVelocity-v1"
+    assert sorted(plan["configs"]) == ["recurrent=lstm", "recurrent=none"]
+    assert "Ranking by IQM: " in proc.stdout

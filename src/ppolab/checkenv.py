@@ -150,7 +150,12 @@ def network_lines(observation: ObservationSpec, config: Config) -> list[str]:
                  f"{'one shared by both heads' if config.shared_trunk else 'one per head'}")
     else:
         trunk = "no trunk MLP: the heads read the encoder's features"
-    return [*(f"encoder: {e}" for e in encoders), f"{shared}; {trunk}"]
+    lines = [*(f"encoder: {e}" for e in encoders), f"{shared}; {trunk}"]
+    if config.recurrent != "none":
+        whose = "one shared by actor and critic" if config.shared_recurrent else "one each for actor and critic"
+        lines.append(f"memory: {config.recurrent.upper()} of {config.recurrent_hidden_size} units after the "
+                     f"encoder, {whose}")
+    return lines
 
 
 def _encoder(leaf: Leaf, config: Config) -> str:

@@ -237,9 +237,12 @@ def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     exercise.add_argument("name", choices=list(EXERCISES), metavar="NAME", help=" | ".join(EXERCISES))
-    exercise.add_argument("--env", default=None, metavar="ENV_ID", help="environment (default: CartPole-v1)")
-    add_trial_options(exercise, seeds_default=None, steps_default="the exercise's on CartPole-v1, 25,000 "
-                      "(algos: 100,000); on other envs the preset's total_steps")
+    exercise.add_argument("--env", default=None, metavar="ENV_ID",
+                          help="environment (default: the exercise's, CartPole-v1 except for memory's "
+                               "ppolab/CartPoleNoVelocity-v1)")
+    add_trial_options(exercise, seeds_default=None, steps_default="the exercise's on its own env: 25,000 on "
+                      "CartPole-v1 (algos: 100,000; memory: 150,000 on ppolab/CartPoleNoVelocity-v1); on other "
+                      "envs the preset's total_steps")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

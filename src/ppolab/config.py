@@ -405,6 +405,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
         minibatch_size=512, gamma=0.99, gae_lambda=0.95, clip_coef=0.2, ent_coef=0.01,
         cnn_channels=(16,), cnn_kernels=(3,), cnn_strides=(1,), cnn_features=128, hidden_sizes=(),
     )),
+    # Memory (ppolab/tasks.py). CartPole without its velocities: the RL Zoo's RecurrentPPO settings
+    # for CartPoleNoVel-v1 (an LSTM of 64 units, then one ReLU layer of 64; 20 epochs of one
+    # minibatch; normalized observations and rewards).
+    "ppolab/CartPoleNoVelocity-v1": dict(
+        recurrent="lstm", recurrent_hidden_size=64, hidden_sizes=(64,), activation="relu",
+        n_envs=8, n_steps=32, total_steps=977 * 256, learning_rate=1e-3, n_epochs=20, minibatch_size=256,
+        gamma=0.98, gae_lambda=0.8, normalize_observations=True, normalize_rewards=True,
+    ),
+    # A cue seen once, named at the sixth step: a small GRU learns it within about 5k steps.
+    "ppolab/CueMemory-v0": dict(
+        recurrent="gru", recurrent_hidden_size=32, hidden_sizes=(32,), n_envs=8, n_steps=32,
+        total_steps=200 * 256, learning_rate=3e-3, minibatch_size=128,
+    ),
     # MiniGrid: a 7x7x3 grid of object/colour/state indices (an image to the encoder), the agent's
     # direction one-hot, the mission text dropped. Small 2x2 convolutions as in the MiniGrid
     # authors' rl-starter-files; solved when the mean return reaches 0.9.

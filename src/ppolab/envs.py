@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from ppolab import atari, tasks
+from ppolab import atari, masks, tasks
 from ppolab.action_spaces import ActionSpec
 from ppolab.observations import ObservationSpec
 from ppolab.errors import (
@@ -62,6 +62,9 @@ class EnvInfo:
     # Where the valid actions come from ("info" or "method", see ppolab.masks); None: unmasked.
     # Known once the collector has reset the envs.
     action_mask: str | None = None
+    # The sub-envs have an action_masks() method (looked up on one env before any worker
+    # starts: asking an async vector env for a missing attribute shuts its workers down).
+    has_mask_method: bool = dataclasses.field(default=False, compare=False)
     space: gym.Space | None = dataclasses.field(default=None, compare=False)  # the observation space
 
     @property
@@ -262,9 +265,11 @@ def make_vec_env(
     ``unsupported`` says what to do with Dict/Tuple parts no encoder handles (drop or refuse).
     """
     threshold = None
-    scores_from_info = False
+    scores_from_info = mask_method = False
     if isinstance(source, gym.vector.VectorEnv):
         vec_env, name = source, type(source.unwrapped).__name__
+        sub_envs = getattr(source.unwrapped, "envs", None)  # a SyncVectorEnv's; never ask async workers
+        mask_method = bool(sub_envs) and masks.has_method(sub_envs[0])
         if source.spec is not None:  # gym.make_vec sets it
             name, threshold = source.spec.id, source.spec.reward_threshold
     elif isinstance(source, str) and ":" not in source:
@@ -288,8 +293,8 @@ def make_vec_env(
             with _gym_errors(name):
                 vec_env = gym.make_vec(name, num_envs=n_envs, vectorization_mode=mode)
         else:
-            vec_env, scores_from_info = _vectorize(functools.partial(make_env, name), name, n_envs, mode,
-                                                   unsupported)
+            vec_env, scores_from_info, mask_method = _vectorize(functools.partial(make_env, name), name, n_envs,
+                                                                mode, unsupported)
     else:
         if isinstance(source, str):
             name, factory = source, _import_attr(source)
@@ -312,7 +317,8 @@ def make_vec_env(
             threshold = first.spec.reward_threshold
             if not isinstance(source, str):
                 name = first.spec.id  # a registered env, so `ppolab eval` can make it again
-        vec_env, scores_from_info = _vectorize(factory, name, n_envs, vectorization, unsupported, first)
+        vec_env, scores_from_info, mask_method = _vectorize(factory, name, n_envs, vectorization, unsupported,
+                                                            first)
 
     try:
         space = vec_env.single_observation_space
@@ -333,19 +339,21 @@ def make_vec_env(
         action=action,
         reward_threshold=None if threshold is None else float(threshold),
         scores_from_info=scores_from_info,
+        has_mask_method=mask_method,
         space=space,
     )
     return vec_env, info
 
 
 def _vectorize(factory: Callable[[], gym.Env], name: str, n_envs: int, mode: str, unsupported: str,
-               first: gym.Env | None = None) -> tuple[gym.vector.VectorEnv, bool]:
-    """A sync or async vector env of ``factory``'s envs, each in a :class:`FaultGuard`, and
-    whether they report whole-game scores (:func:`ppolab.atari.reports_game_scores`). The
-    spaces are checked on the first env (made here, or passed in) before any worker starts."""
+               first: gym.Env | None = None) -> tuple[gym.vector.VectorEnv, bool, bool]:
+    """A sync or async vector env of ``factory``'s envs, each in a :class:`FaultGuard`;
+    whether they report whole-game scores (:func:`ppolab.atari.reports_game_scores`); and
+    whether they have an ``action_masks()`` method. The spaces are checked on the first env
+    (made here, or passed in) before any worker starts."""
     if first is None:
         first = _call_factory(factory, name)
-    scores_from_info = atari.reports_game_scores(first)
+    scores_from_info, mask_method = atari.reports_game_scores(first), masks.has_method(first)
     try:
         check_spaces(first.observation_space, first.action_space, name, unsupported=unsupported)
     except EnvironmentSpecError:
@@ -354,10 +362,10 @@ def _vectorize(factory: Callable[[], gym.Env], name: str, n_envs: int, mode: str
     if mode == "async":
         first.close()
         fns = [functools.partial(_guarded, factory, i, True) for i in range(n_envs)]
-        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP), scores_from_info
+        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP), scores_from_info, mask_method
     fns = [lambda first=first: FaultGuard(first, 0)]
     fns += [functools.partial(_guarded, factory, i) for i in range(1, n_envs)]
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP), scores_from_info
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP), scores_from_info, mask_method
 
 
 def _call_factory(factory: Callable[[], gym.Env], name: str) -> gym.Env:

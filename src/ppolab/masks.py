@@ -55,14 +55,8 @@ def choose_source(setting: str, has_info: bool, has_method: bool, action: Action
     return "info" if has_info else "method" if has_method else None
 
 
-def has_method(env: gym.Env | gym.vector.VectorEnv) -> bool:
-    """Whether ``env`` (or each sub-env of a vector env) has a callable ``action_masks``."""
-    if isinstance(env, gym.vector.VectorEnv):
-        try:
-            env.call(METHOD)
-        except Exception:  # noqa: BLE001  (a missing attribute, or a vector env without call())
-            return False
-        return True
+def has_method(env: gym.Env) -> bool:
+    """Whether ``env`` (through its wrappers) has a callable ``action_masks``."""
     try:
         return callable(env.get_wrapper_attr(METHOD))
     except AttributeError:

@@ -162,8 +162,8 @@ class Collector:
             raise _fault(exc, "reset()", when) from exc
         self.obs = self._observe(self._checked(obs, when))
         self.mask_source = masks.choose_source(
-            self.mask_setting, masks.INFO_KEY in infos, self.mask_setting in ("auto", "method")
-            and self.mask_size is not None and masks.has_method(self.env), self.info.action, self.info.env_id)
+            self.mask_setting, masks.INFO_KEY in infos, self.info.has_mask_method, self.info.action,
+            self.info.env_id)
         self.mask = self._masks(infos, np.ones(self.n_envs, dtype=bool), when)
         if self.mask is not None and self.rollout.masks is None:
             self.rollout.masks = torch.ones(self.n_steps, self.n_envs, self.mask_size, dtype=torch.bool)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ppolab.lab.plan import SweepPlan
 
 DEFAULT_ENV = "CartPole-v1"
+NO_VELOCITY = "ppolab/CartPoleNoVelocity-v1"
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,11 @@ class Exercise:
     seeds: int = 10
     steps: dict[str, int] = field(default_factory=dict)  # a budget per env; elsewhere the preset's
     names: dict[str, str] = field(default_factory=dict)  # what a configuration is called in the text
+    env: str = DEFAULT_ENV  # the environment it runs on unless told otherwise
 
     def plan(self, env_id: str | None = None, seeds: int | None = None, steps: int | None = None,
              score_kind: str = "eval", score_episodes: int = 10) -> SweepPlan:
-        env_id = env_id or DEFAULT_ENV
+        env_id = env_id or self.env
         return SweepPlan(env_id=env_id, algo=self.algo, grid=self.grid, seeds=list(range(seeds or self.seeds)),
                          steps=steps if steps is not None else self.steps.get(env_id),
                          score_kind=score_kind, score_episodes=score_episodes, exercise=self.name)
@@ -45,4 +47,8 @@ EXERCISES: dict[str, Exercise] = {ex.name: ex for ex in (
     Exercise("kl", "How does the KL between old and new policy relate to the clip fraction, and what "
              "happens when the KL grows (here: with the learning rate)?",
              {"learning_rate": ["0.001", "0.007", "0.03", "0.1"]}, steps={DEFAULT_ENV: 25_000}),
+    Exercise("memory", "Does memory help when the observation hides what the policy needs (here: CartPole "
+             "without its velocities)?", {"recurrent": ["none", "lstm"]}, seeds=5,
+             steps={NO_VELOCITY: 150_000}, env=NO_VELOCITY,
+             names={"recurrent=none": "no memory (feed-forward)", "recurrent=lstm": "an LSTM memory"}),
 )}
