@@ -276,5 +276,22 @@ def test_the_memory_exercise_runs_with_and_without_a_recurrent_core(tmp_path):
     assert proc.returncode == 0, proc.stderr
     plan = json.loads((out / "sweep.json").read_text())
     assert plan["exercise"] == "memory" and plan["env_id"] == "ppolab/CartPoleNoVelocity-v1"
-    assert sorted(plan["configs"]) == ["recurrent=lstm", "recurrent=none"]
+    assert [c["overrides"] for c in plan["configs"]] == [{"recurrent": "none"}, {"recurrent": "lstm"}]
     assert "Ranking by IQM: " in proc.stdout
+
+
+def test_memory_solves_cartpole_without_velocities_where_a_feed_forward_policy_cannot():
+    """The preset (an LSTM) reaches a rolling mean of 475 (seeds 0-4 did at 69k-115k steps);
+    trained for as many steps, the same settings without memory stay far below."""
+    agent = PPO("ppolab/CartPoleNoVelocity-v1", seed=0)
+    try:
+        recurrent = agent.learn()
+    finally:
+        agent.close()
+    assert recurrent.solved, recurrent
+    agent = PPO("ppolab/CartPoleNoVelocity-v1", seed=0, recurrent="none", stop_when_solved=False)
+    try:
+        plain = agent.learn(recurrent.total_steps)
+    finally:
+        agent.close()
+    assert plain.final_mean_return_100 < 200, plain
