@@ -37,7 +37,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import sb3_contrib
-import torch
 from sb3_contrib import MaskablePPO, RecurrentPPO
 from sb3_contrib.common.wrappers import ActionMasker
 from stable_baselines3.common.env_util import make_vec_env
@@ -46,7 +45,7 @@ from torch import nn
 
 from ppolab.config import PPOConfig, preset
 from ppolab.tasks import register
-from sb3_run import StopWhenSolved, linear
+from sb3_run import StopWhenSolved, linear, run_summary
 
 ALGORITHMS = {"recurrent": (RecurrentPPO, "MlpLstmPolicy"), "maskable": (MaskablePPO, "MlpPolicy")}
 ACTIVATION_FNS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -117,20 +116,8 @@ def train(algo: str, env_id: str, seed: int, steps: int | None) -> dict[str, Any
     wall_seconds = since_process_start()
     env.close()
     return {
-        "env_id": env_id,
-        "algo": f"sb3-contrib-{algo}-ppo",
-        "seed": seed,
-        "total_steps": model.num_timesteps,
-        "updates": stopper.rollouts,
-        "episodes": stopper.episodes,
-        "wall_seconds": round(wall_seconds, 3),
-        "reward_threshold": threshold,
-        "solved": stopper.solved_at_step is not None,
-        "solved_at_step": stopper.solved_at_step,
-        "solved_at_seconds": None if stopper.solved_at_seconds is None else round(stopper.solved_at_seconds, 3),
-        "final_mean_return_100": stopper.rolling_mean(),
+        **run_summary(env_id, f"sb3-contrib-{algo}-ppo", seed, model, stopper, wall_seconds, threshold),
         "device": "cpu",
-        "torch_threads": torch.get_num_threads(),
         "budget_steps": budget,
         "recurrent": "lstm" if algo == "recurrent" else "none",
         "ppolab_preset_recurrent": c.recurrent,

@@ -141,6 +141,26 @@ def evaluate(model: PPO, env: VecNormalize | None, env_id: str, episodes: int, s
     return returns
 
 
+def run_summary(env_id: str, algo: str, seed: int, model: Any, stopper: StopWhenSolved, wall_seconds: float,
+                threshold: float | None) -> dict[str, Any]:
+    """The keys of ppolab's summary.json that an SB3 run can fill."""
+    return {
+        "env_id": env_id,
+        "algo": algo,
+        "seed": seed,
+        "total_steps": model.num_timesteps,
+        "updates": stopper.rollouts,
+        "episodes": stopper.episodes,
+        "wall_seconds": round(wall_seconds, 3),
+        "reward_threshold": threshold,
+        "solved": stopper.solved_at_step is not None,
+        "solved_at_step": stopper.solved_at_step,
+        "solved_at_seconds": None if stopper.solved_at_seconds is None else round(stopper.solved_at_seconds, 3),
+        "final_mean_return_100": stopper.rolling_mean(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def train(env_id: str, seed: int, fixed_budget: bool, eval_episodes: int, eval_seed: int,
           steps: int | None = None) -> dict[str, Any]:
     """Train until solved or the budget is spent (or the whole budget with ``fixed_budget``);
@@ -163,27 +183,14 @@ def train(env_id: str, seed: int, fixed_budget: bool, eval_episodes: int, eval_s
         normalizer.training = False
     returns = evaluate(model, normalizer, env_id, eval_episodes, eval_seed) if eval_episodes else []
     env.close()
-    mean = stopper.rolling_mean()
     return {
-        "env_id": env_id,
-        "algo": "sb3-ppo",
-        "seed": seed,
-        "total_steps": model.num_timesteps,
-        "updates": stopper.rollouts,
-        "episodes": stopper.episodes,
-        "wall_seconds": round(wall_seconds, 3),
-        "reward_threshold": threshold,
-        "solved": stopper.solved_at_step is not None,
-        "solved_at_step": stopper.solved_at_step,
-        "solved_at_seconds": None if stopper.solved_at_seconds is None else round(stopper.solved_at_seconds, 3),
-        "final_mean_return_100": mean,
+        **run_summary(env_id, "sb3-ppo", seed, model, stopper, wall_seconds, threshold),
         "budget_steps": settings["n_timesteps"],
         "n_envs": settings["n_envs"],
         "settings": "ppolab preset" if fixed_budget else "rl-zoo",
         "eval_returns": returns,
         "eval_mean_return": statistics.fmean(returns) if returns else None,
         "eval_std_return": statistics.pstdev(returns) if returns else None,
-        "torch_threads": torch.get_num_threads(),
         "sb3_version": stable_baselines3.__version__,
     }
 

@@ -3,7 +3,6 @@ load on any device; the optimizer follows the network when it moves."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
