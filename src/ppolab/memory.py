@@ -20,8 +20,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-KINDS = ("none", "lstm", "gru")
-
 
 class RecurrentCore(nn.Module):
     """One LSTM or GRU layer of ``hidden`` units over ``n_in`` features. Weights start
@@ -55,26 +53,16 @@ class RecurrentCore(nn.Module):
             return state.squeeze(0)
         return torch.cat([state[0].squeeze(0), state[1].squeeze(0)], dim=-1)
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor, starts: torch.Tensor,
-                final_state: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, state: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Outputs ``[L, B, hidden]`` for inputs ``x`` ``[L, B, n_in]`` from ``state``
         ``[B, state_size]``, where ``starts[t, b]`` zeroes the state before step t (a new
-        episode); and the final state ``[B, state_size]``, or None when not ``final_state``
-        (training needs only the outputs)."""
+        episode); and the final state ``[B, state_size]``, which only acting needs (one step at
+        a time): None when an episode starts inside the sequences."""
         first = state * (~starts[0]).unsqueeze(-1).to(state.dtype)
         if not starts[1:].any():
             out, last = self.rnn(x, self._unpack(first))
             return out, self._pack(last)
-        if not final_state:
-            return self._fragments(x, first, starts), None
-        outputs = []  # one call per stretch of steps without a start (acting never needs this)
-        cuts = [0, *(torch.nonzero(starts[1:].any(dim=1)).squeeze(-1) + 1).tolist(), x.shape[0]]
-        for lo, hi in zip(cuts[:-1], cuts[1:]):
-            state = state * (~starts[lo]).unsqueeze(-1).to(state.dtype)
-            out, last = self.rnn(x[lo:hi], self._unpack(state))
-            state = self._pack(last)
-            outputs.append(out)
-        return torch.cat(outputs), state
+        return self._fragments(x, first, starts), None
 
     def _fragments(self, x: torch.Tensor, first: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         """The outputs of every episode fragment, run side by side in one call: fragment k of

@@ -178,7 +178,7 @@ class ActorCritic(nn.Module):
         shared_core = self.critic_core is None
         dist = value = features = core_out = None
         if actor or shared_core:
-            core_out, parts[0] = self.actor_core(x, parts[0], starts, final_state)
+            core_out, parts[0] = self.actor_core(x, parts[0], starts)
         if actor or (critic and self.critic_trunk is None):
             features = self._trunk(self._actor_layers, core_out)
         if actor:
@@ -186,7 +186,7 @@ class ActorCritic(nn.Module):
         if critic:
             if not shared_core:
                 cx = x if self.critic_encoder is None else self._encode(self.critic_encoder, obs)
-                core_out, parts[1] = self.critic_core(cx, parts[1], starts, final_state)
+                core_out, parts[1] = self.critic_core(cx, parts[1], starts)
             critic_features = features if self.critic_trunk is None else self._trunk(self._critic_layers, core_out)
             value = F.linear(critic_features, *self._value_head).squeeze(-1)
         if not final_state:
