@@ -90,6 +90,11 @@ class Batch:
             return replace(self, old=self.distribution(policy).detach())
 
 
+def _valid_steps(name: str) -> property:
+    """A :class:`SequenceBatch` field ``[L, M, ...]`` at the valid steps only, ``[B, ...]``."""
+    return property(lambda self: getattr(self.steps, name)[self.valid])
+
+
 @dataclass
 class SequenceBatch:
     """M sequences of L steps: ``steps`` holds every field ``[L, M, ...]`` (invalid steps
@@ -131,25 +136,11 @@ class SequenceBatch:
                              self.valid.to(device))
 
     # the valid transitions, [B], as a flat Batch has them
-    @property
-    def actions(self) -> torch.Tensor:
-        return self.steps.actions[self.valid]
-
-    @property
-    def log_probs(self) -> torch.Tensor:
-        return self.steps.log_probs[self.valid]
-
-    @property
-    def values(self) -> torch.Tensor:
-        return self.steps.values[self.valid]
-
-    @property
-    def advantages(self) -> torch.Tensor:
-        return self.steps.advantages[self.valid]
-
-    @property
-    def returns(self) -> torch.Tensor:
-        return self.steps.returns[self.valid]
+    actions = _valid_steps("actions")
+    log_probs = _valid_steps("log_probs")
+    values = _valid_steps("values")
+    advantages = _valid_steps("advantages")
+    returns = _valid_steps("returns")
 
     @property
     def reference(self) -> Distribution | None:
