@@ -179,6 +179,12 @@ def test_recurrent_settings_are_checked():
         PPO("CartPole-v1", recurrent="gru", shared_trunk=True)
     with pytest.raises(ConfigError, match="recurrent"):
         PPO("CartPole-v1", recurrent="transformer")
+    agent = PPO("CartPole-v1", recurrent="lstm", n_envs=2, n_steps=8, minibatch_size=16)
+    try:
+        with pytest.raises(RuntimeError, match="needs its state"):
+            agent.policy.distribution(torch.zeros(1, 4))
+    finally:
+        agent.close()
 
 
 # --- using a recurrent policy ---------------------------------------------------------------------

@@ -126,6 +126,7 @@ class ActorCritic(nn.Module):
     def forward(self, obs: Observation, mask: torch.Tensor | None = None) -> tuple[Distribution, torch.Tensor]:
         """(pi(.|s), V(s)) for a batch of observations; ``mask`` (bool, one flag per action)
         leaves the invalid actions out of pi."""
+        self._feed_forward()
         x = self._encode(self.encoder, obs)
         features = self._trunk(self._actor_layers, x)
         if self.critic_encoder is not None:
@@ -135,13 +136,19 @@ class ActorCritic(nn.Module):
 
     def distribution(self, obs: Observation, mask: torch.Tensor | None = None) -> Distribution:
         """pi(.|s) only (acting, and the policy-only updates)."""
+        self._feed_forward()
         return self.policy_head(self._trunk(self._actor_layers, self._encode(self.encoder, obs)), mask)
 
     def value(self, obs: Observation) -> torch.Tensor:
         """V(s) only."""
+        self._feed_forward()
         encoder = self.encoder if self.critic_encoder is None else self.critic_encoder
         x = self._encode(encoder, obs)
         return F.linear(self._trunk(self._critic_layers, x), *self._value_head).squeeze(-1)
+
+    def _feed_forward(self) -> None:
+        if self.recurrent:
+            raise RuntimeError("a recurrent policy needs its state: act with step(), train with unroll()")
 
     # --- recurrent policies: a state per env, zeroed at the steps that start an episode ------
 
