@@ -106,25 +106,25 @@ def test_masked_logits_get_no_gradient_and_nothing_is_nan():
 def test_a_mask_of_the_wrong_dtype_or_shape_is_refused_naming_the_shapes():
     needed = np.ones(2, dtype=bool)
     with pytest.raises(EnvironmentFaultError, match=r"dtype float32 at step 8; expected bool or integers.*\(6,\)"):
-        checked(np.ones((2, 6), dtype=np.float32), 6, DISCRETE_6, needed, "at step 8")
+        checked(np.ones((2, 6), dtype=np.float32), DISCRETE_6, needed, "at step 8")
     with pytest.raises(EnvironmentFaultError, match=r"shape \(5,\) at step 8; expected \(6,\), one flag per action"):
-        checked(np.ones((2, 5), dtype=bool), 6, DISCRETE_6, needed, "at step 8")
+        checked(np.ones((2, 5), dtype=bool), DISCRETE_6, needed, "at step 8")
     with pytest.raises(EnvironmentFaultError, match=r"expected \(7,\).*components' flags one after the other"):
-        checked(np.ones((2, 12), dtype=bool), 7, PAIR, needed, "at step 8")
+        checked(np.ones((2, 12), dtype=bool), PAIR, needed, "at step 8")
 
 
 def test_a_state_without_valid_actions_is_refused_unless_its_action_is_ignored():
     masks = np.ones((3, 6), dtype=np.int8)
     masks[1] = 0
     with pytest.raises(EnvironmentFaultError, match=r"env 1's action mask has no valid action at step 40"):
-        checked(masks, 6, DISCRETE_6, np.ones(3, dtype=bool), "at step 40")
+        checked(masks, DISCRETE_6, np.ones(3, dtype=bool), "at step 40")
     # env 1 is at an autoreset step: its mask is never used, and is stored as all-valid
-    out = checked(masks, 6, DISCRETE_6, np.array([True, False, True]), "at step 40")
+    out = checked(masks, DISCRETE_6, np.array([True, False, True]), "at step 40")
     assert out.dtype == bool and out.all()
     pair = np.ones((1, 7), dtype=bool)
     pair[0, 3:] = False
     with pytest.raises(EnvironmentFaultError, match="no valid action for action component 1"):
-        checked(pair, 7, PAIR, np.ones(1, dtype=bool), "at step 0")
+        checked(pair, PAIR, np.ones(1, dtype=bool), "at step 0")
 
 
 # --- training ---------------------------------------------------------------------------------

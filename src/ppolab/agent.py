@@ -257,21 +257,20 @@ class Agent:
                               f"{self.policy.state_size}; make it with this agent's new_memory()")
 
     def _predict_mask(self, action_mask: Any, batch: int | None) -> torch.Tensor | None:
-        size = masks.mask_size(self.env_info.action)
         if action_mask is None:
             if self.uses_action_masks:
                 raise ConfigError(
                     f"this model was trained with action masks ({masks.SOURCE_NAMES[self.env_info.action_mask]}); "
                     "pass predict(obs, action_mask=...), one flag per action")
             return None
-        if size is None:
+        if masks.mask_size(self.env_info.action) is None:
             raise ConfigError(f"action_mask applies to Discrete and MultiDiscrete actions, not "
                               f"{self.env_info.action.describe()}")
         rows = np.asarray(action_mask)
         rows = rows[None] if batch is None and rows.ndim == 1 else rows
         needed = np.ones(batch or 1, dtype=bool)
         try:
-            checked = masks.checked(rows, size, self.env_info.action, needed, "given to predict()")
+            checked = masks.checked(rows, self.env_info.action, needed, "given to predict()")
         except EnvironmentFaultError as exc:
             raise ConfigError(str(exc)) from None
         return torch.from_numpy(checked).to(self.device)

@@ -202,7 +202,7 @@ def _random_steps(env: gym.Env, observation: ObservationSpec, action: ActionSpec
         if source is None:
             return env.action_space.sample()
         try:
-            mask = masks.read_single(source, env, info, action.head_dim, action, when)
+            mask = masks.read_single(source, env, info, action, when)
         except EnvironmentFaultError as exc:
             raise _Fault(str(exc)) from None
         parts = np.split(mask.astype(np.int8), np.cumsum(action.nvec)[:-1])

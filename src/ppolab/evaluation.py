@@ -47,7 +47,7 @@ def evaluate(
     source, action = agent.env_info.action_mask, agent.env_info.action
 
     def mask(info: dict, where: str) -> np.ndarray | None:  # as the policy was trained: masked or not
-        return None if source is None else masks.read_single(source, env, info, action.head_dim, action, where)
+        return None if source is None else masks.read_single(source, env, info, action, where)
 
     memory = agent.new_memory() if agent.policy.recurrent else None
     frames: list[np.ndarray] = []

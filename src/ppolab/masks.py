@@ -63,11 +63,11 @@ def has_method(env: gym.Env) -> bool:
         return False
 
 
-def checked(masks: Any, size: int, action: ActionSpec, needed: np.ndarray, where: str) -> np.ndarray:
-    """``masks`` ``[N, size]`` as bool, rows not ``needed`` set all-valid; or an
-    :class:`EnvironmentFaultError` for a wrong shape or dtype, or a state with no valid action."""
+def checked(masks: Any, action: ActionSpec, needed: np.ndarray, where: str) -> np.ndarray:
+    """``masks`` ``[N, A]`` (A: :func:`mask_size`) as bool, rows not ``needed`` set all-valid; or
+    an :class:`EnvironmentFaultError` for a wrong shape or dtype, or a state with no valid action."""
     masks = _as_array(masks)
-    n = len(needed)
+    n, size = len(needed), action.head_dim
     if masks.dtype.kind not in "biu":
         raise EnvironmentFaultError(
             f"action mask of dtype {masks.dtype} {where}; expected bool or integers (0 = invalid), "
@@ -103,22 +103,22 @@ def _as_array(masks: Any) -> np.ndarray:
     return array
 
 
-def read_vector(source: str, env: gym.vector.VectorEnv, infos: dict, size: int, action: ActionSpec,
+def read_vector(source: str, env: gym.vector.VectorEnv, infos: dict, action: ActionSpec,
                 needed: np.ndarray, where: str) -> np.ndarray:
     """The masks ``[N, size]`` (bool) of the N sub-envs' current states."""
     if source == "method":
-        return checked(np.stack([np.asarray(m) for m in env.call(METHOD)]), size, action, needed, where)
+        return checked(np.stack([np.asarray(m) for m in env.call(METHOD)]), action, needed, where)
     masks, present = infos.get(INFO_KEY), infos.get("_" + INFO_KEY)
     missing = needed if masks is None or present is None else needed & ~np.asarray(present, dtype=bool)
     if missing.any():
         raise EnvironmentFaultError(f"env {int(np.flatnonzero(missing)[0])} gave no info['{INFO_KEY}'] {where}; "
                                     f"it gave one at the start of training")
     if masks is None:  # no row is needed
-        return np.ones((len(needed), size), dtype=bool)
-    return checked(masks, size, action, needed, where)
+        return np.ones((len(needed), action.head_dim), dtype=bool)
+    return checked(masks, action, needed, where)
 
 
-def read_single(source: str, env: gym.Env, info: dict, size: int, action: ActionSpec, where: str) -> np.ndarray:
+def read_single(source: str, env: gym.Env, info: dict, action: ActionSpec, where: str) -> np.ndarray:
     """The mask ``[size]`` (bool) of one env's current state."""
     if source == "method":
         mask = env.get_wrapper_attr(METHOD)()
@@ -126,4 +126,4 @@ def read_single(source: str, env: gym.Env, info: dict, size: int, action: Action
         mask = info[INFO_KEY]
     else:
         raise EnvironmentFaultError(f"the env gave no info['{INFO_KEY}'] {where}")
-    return checked(np.asarray(mask)[None], size, action, np.ones(1, dtype=bool), where)[0]
+    return checked(np.asarray(mask)[None], action, np.ones(1, dtype=bool), where)[0]

@@ -166,24 +166,26 @@ class ActorCritic(nn.Module):
         """One step of N envs (acting): (pi(.|s_t, h), V(s_t, h), the next state ``[N, S]``)
         for observations ``[N, ...]``, the state ``[N, S]`` and ``starts`` ``[N]`` (True: the
         first step of an episode, which sees a zero state)."""
-        dist, value, state = self._unroll(tree_map(lambda x: x.unsqueeze(0), obs), state, starts.unsqueeze(0),
-                                          None if mask is None else mask.unsqueeze(0), True, True, True)
-        return dist.index(0), value[0], state
+        dist, value, parts = self._unroll(tree_map(lambda x: x.unsqueeze(0), obs), state, starts.unsqueeze(0),
+                                          None if mask is None else mask.unsqueeze(0), True, True)
+        return dist.index(0), value[0], torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
     def unroll(self, obs: Observation, state: torch.Tensor, starts: torch.Tensor, mask: torch.Tensor | None = None,
                actor: bool = True, critic: bool = True) -> tuple[Distribution | None, torch.Tensor | None]:
         """(pi, V) over ``[L, B]`` sequences (training) from each one's first state ``[B, S]``;
         ``actor``/``critic`` False leaves that part out (None)."""
-        dist, value, _ = self._unroll(obs, state, starts, mask, actor, critic, False)
+        dist, value, _ = self._unroll(obs, state, starts, mask, actor, critic)
         return dist, value
 
     def _unroll(self, obs: Observation, state: torch.Tensor, starts: torch.Tensor, mask: torch.Tensor | None,
-                actor: bool, critic: bool, final_state: bool
-                ) -> tuple[Distribution | None, torch.Tensor | None, torch.Tensor | None]:
-        parts = split_state(state, self.state_sizes)
-        x = self._encode(self.encoder, obs)
+                actor: bool, critic: bool) -> tuple[Distribution | None, torch.Tensor | None, list]:
+        """(pi or None, V or None, each core's state after the last step: complete only when
+        both parts ran and no episode started inside the sequences, as when acting)."""
+        parts: list = split_state(state, self.state_sizes)
         shared_core = self.critic_core is None
-        dist = value = features = core_out = None
+        dist = value = features = core_out = x = None
+        if actor or shared_core or self.critic_encoder is None:
+            x = self._encode(self.encoder, obs)
         if actor or shared_core:
             core_out, parts[0] = self.actor_core(x, parts[0], starts)
         if actor or (critic and self.critic_trunk is None):
@@ -196,6 +198,4 @@ class ActorCritic(nn.Module):
                 core_out, parts[1] = self.critic_core(cx, parts[1], starts)
             critic_features = features if self.critic_trunk is None else self._trunk(self._critic_layers, core_out)
             value = F.linear(critic_features, *self._value_head).squeeze(-1)
-        if not final_state:
-            return dist, value, None
-        return dist, value, torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return dist, value, parts

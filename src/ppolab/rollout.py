@@ -274,7 +274,7 @@ class Collector:
         says which envs act next (the others are at an autoreset step)."""
         if self.mask_source is None:
             return None
-        return masks.read_vector(self.mask_source, self.env, infos, self.mask_size, self.info.action, needed, when)
+        return masks.read_vector(self.mask_source, self.env, infos, self.info.action, needed, when)
 
     def _checked(self, obs: Any, when: int | str) -> Any:
         """``obs``, or an :class:`EnvironmentFaultError` for a wrong structure, shape or dtype,

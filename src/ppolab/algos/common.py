@@ -6,7 +6,6 @@ import torch
 
 from ppolab import losses
 from ppolab.config import Config
-from ppolab.distributions import Distribution
 from ppolab.policies import ActorCritic
 from ppolab.batches import AnyBatch, normalized
 
@@ -14,13 +13,6 @@ from ppolab.batches import AnyBatch, normalized
 def batch_advantages(batch: AnyBatch, config: Config) -> torch.Tensor:
     """A_hat for a whole-batch update: normalized over the batch if the config says so."""
     return normalized(batch.advantages) if config.normalize_advantages else batch.advantages
-
-
-def frozen_distribution(policy: ActorCritic, batch: AnyBatch) -> Distribution:
-    """pi_old for the transitions of ``batch``: the policy now, detached (the reference of the
-    KL to the policy being updated)."""
-    with torch.no_grad():
-        return batch.distribution(policy).detach()
 
 
 @torch.no_grad()

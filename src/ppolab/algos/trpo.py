@@ -17,7 +17,7 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from ppolab import losses
-from ppolab.algos.common import batch_advantages, frozen_distribution
+from ppolab.algos.common import batch_advantages
 from ppolab.algos.critic import CriticFit
 from ppolab.config import TRPOConfig
 from ppolab.distributions import Distribution
@@ -64,7 +64,7 @@ class TRPOUpdate:
     def update(self, batch: AnyBatch, lr: float, generator: torch.Generator) -> dict[str, float]:
         c, policy = self.config, self.policy
         advantages = batch_advantages(batch, c)
-        old = frozen_distribution(policy, batch)
+        old = batch.with_reference(policy).reference  # pi_old
 
         surrogate, kl, entropy = self._surrogate_and_kl(batch, advantages, old)
         g = flat_grad(surrogate, self.actor_params, retain_graph=True)
