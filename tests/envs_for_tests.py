@@ -9,6 +9,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import EzPickle
 from gymnasium.wrappers import TimeLimit
 
 
@@ -699,3 +700,13 @@ class PlainChoiceEnv(MaskedChoiceEnv):
 
     def _info(self) -> dict:
         return {}
+
+
+class ConstructorPickleEnv(MaskedChoiceEnv, EzPickle):
+    """:class:`MaskedChoiceEnv` that pickles only its constructor arguments, as Gymnasium's
+    Box2D, MuJoCo and Atari envs do: a pickled copy would be a new episode, so a checkpoint
+    cannot save it."""
+
+    def __init__(self) -> None:
+        MaskedChoiceEnv.__init__(self)
+        EzPickle.__init__(self)

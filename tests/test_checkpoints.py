@@ -201,6 +201,93 @@ def test_resume_after_a_finished_learn_is_refused():
     agent.close()
 
 
+# --- resume continues the episodes in flight
+
+EXACT_RUNS = {
+    "native vector env": ("CartPole-v1", {}),
+    "recurrent, normalized, sync": ("ppolab/CartPoleNoVelocity-v1", {"recurrent": "lstm", "sequence_length": 8}),
+    "masks, autoreset due, sync": ("envs_for_tests:MaskedChoiceEnv", {"n_steps": 8, "minibatch_size": 8}),
+    "masks, autoreset due, async": ("envs_for_tests:MaskedChoiceEnv",
+                                    {"n_steps": 8, "minibatch_size": 8, "vectorization": "async"}),
+}
+
+
+def _train(env: str, settings: dict, stop_after: int | None, tmp_path: Path, **resume_kwargs) -> tuple:
+    """Rows and final weights of 4 updates in one go, or stopped after ``stop_after``, saved,
+    loaded with a new env and resumed; also the episodes the checkpoint held."""
+    agent = PPO(env, **{"seed": 3, "n_envs": 2, "n_steps": 32, "minibatch_size": 32, **settings})
+    rows: list[dict] = []
+    in_flight = None
+    agent.learn(4 * agent.config.batch_size,
+                callback=lambda row: rows.append(row) or stop_after is None or row["update"] < stop_after)
+    if stop_after is not None:
+        path = agent.save(tmp_path / "ckpt.pt")
+        agent.close()
+        agent = PPO.load(path, env=env)
+        in_flight = agent._in_flight
+        agent.resume(callback=rows.append, **resume_kwargs)
+    weights = {k: v.clone() for k, v in agent.policy.state_dict().items()}
+    agent.close()
+    return rows, weights, in_flight
+
+
+def _diagnostics(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("wall_seconds", "sps")} for row in rows]
+
+
+@pytest.mark.parametrize("case", EXACT_RUNS)
+def test_a_resumed_run_continues_its_episodes_exactly(tmp_path, case):
+    """Stopped, saved, loaded with a new env and resumed, a run trains exactly as if it had never
+    stopped: same diagnostics at every update, same final weights (same machine: bit-identical).
+    Stopping after update 1 of the MaskedChoiceEnv runs (episodes of 8 steps, rollouts of 8) leaves
+    every env due for Gymnasium's next-step autoreset, which the restored envs must replay."""
+    env, settings = EXACT_RUNS[case]
+    rows, weights, _ = _train(env, settings, None, tmp_path)
+    for stop_after in (1, 2):
+        resumed_rows, resumed_weights, in_flight = _train(env, settings, stop_after, tmp_path)
+        assert "problem" not in in_flight["envs"]
+        if "autoreset due" in case and stop_after == 1:
+            assert in_flight["autoreset_next"].all()
+        assert _diagnostics(resumed_rows) == _diagnostics(rows)
+        for name, value in weights.items():
+            assert torch.equal(resumed_weights[name], value), name
+
+
+def test_new_episodes_declines_the_saved_envs(tmp_path, monkeypatch):
+    from ppolab import snapshots
+
+    def refuse(blob: bytes) -> None:
+        raise AssertionError("resume(new_episodes=True) unpickled a saved env")
+
+    monkeypatch.setattr(snapshots, "loads", refuse)
+    rows, _, in_flight = _train("envs_for_tests:MaskedChoiceEnv", {"n_steps": 8, "minibatch_size": 8}, 1, tmp_path,
+                                new_episodes=True)
+    assert "sub_envs" in in_flight["envs"] and [r["update"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_envs_that_cannot_be_saved_start_new_episodes_with_a_note(tmp_path, capsys):
+    rows, _, in_flight = _train("envs_for_tests:ConstructorPickleEnv", {"n_steps": 8, "minibatch_size": 8}, 2,
+                                tmp_path)
+    assert in_flight["envs"] == {"problem": "ConstructorPickleEnv pickles only its constructor arguments (EzPickle)"}
+    assert [r["update"] for r in rows] == [1, 2, 3, 4]
+    assert ("the episodes in flight at the checkpoint cannot be continued (ConstructorPickleEnv pickles only its "
+            "constructor arguments (EzPickle)); the resumed run starts new ones") in capsys.readouterr().err
+
+
+def test_a_checkpoint_after_an_env_fault_holds_no_episodes(tmp_path):
+    """After a fault the collector puts the learning state back, but not the envs: their
+    episodes cannot be saved, and the checkpoint resumes with new ones."""
+    from ppolab import modelfile
+    from ppolab.errors import EnvironmentFaultError
+
+    agent = PPO("envs_for_tests:StepRaisesInEpisodeEnv", n_envs=2, n_steps=8, minibatch_size=16)
+    with pytest.raises(EnvironmentFaultError):
+        agent.learn(10_000)
+    assert agent.schedule is not None  # a resumable checkpoint, yet without episodes
+    assert modelfile.load(agent.save(tmp_path / "fault.pt"))["in_flight"] is None
+    agent.close()
+
+
 # --- run files
 
 
@@ -259,6 +346,32 @@ def test_a_signal_checkpoints_and_resume_finishes_the_run(tmp_path, run_cli, sig
     assert again.returncode == 2 and "finished its training" in again.stderr
 
 
+def test_ppolab_resume_continues_the_run_exactly(tmp_path, run_cli):
+    """A run cut back to its checkpoint after update 3 (as a kill would leave it) and resumed
+    writes the same metrics and episodes as the run that went through (same machine)."""
+    import shutil
+
+    run_dir, cut = tmp_path / "run", tmp_path / "cut"
+    proc = run_cli(["train", "CartPole-v1", "--steps", 6 * 256, "--set", "n_envs=4", "--set", "n_steps=64",
+                    "--set", "minibatch_size=128", "--set", "checkpoint_every=1", "--set", "keep_checkpoints=10",
+                    "--out", tmp_path, "--name", "run", "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    shutil.copytree(run_dir, cut)
+    for path in [cut / "summary.json", cut / "model.pt", *CheckpointDir(cut).all()[4:]]:
+        path.unlink()
+    assert CheckpointDir(cut).all()[-1].name == "ckpt-000000003.pt"
+    proc = run_cli(["resume", cut, "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    assert "new ones" not in proc.stderr
+
+    def without_clock(path: Path) -> list[dict[str, str]]:
+        return [{k: v for k, v in row.items() if k not in ("wall_seconds", "sps")} for row in read_rows(path)]
+
+    for name in ("metrics.csv", "episodes.csv"):
+        assert without_clock(cut / name) == without_clock(run_dir / name), name
+    assert len(read_rows(cut / "metrics.csv")) == 6
+
+
 def test_resume_refuses_what_is_not_a_run_directory(tmp_path, run_cli):
     proc = run_cli(["resume", tmp_path])
     assert proc.returncode == 2
@@ -298,7 +411,7 @@ def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, run_cli):
 def test_a_full_disk_stops_the_run_and_resume_continues_it(tmp_path, run_cli):
     # RLIMIT_FSIZE makes every write past LIMIT bytes of one file fail with EFBIG, as a full disk
     # fails with ENOSPC: metrics.csv outgrows it after some hundred updates.
-    limit = 48_000
+    limit = 64_000
     run_dir = tmp_path / "run"
     small = ["--set", "n_envs=2", "--set", "n_steps=16", "--set", "minibatch_size=32",
              "--set", "hidden_sizes=16,16", "--set", "checkpoint_every=10", "--set", "n_epochs=1"]

@@ -308,7 +308,7 @@ def test_minatar_breakout_preset_learns():
 
 def test_resume_with_a_cnn_policy_continues_the_run(tmp_path):
     """Stopped after 2 of 4 updates, saved, loaded with its env and resumed: the schedule, the
-    counters, the optimizer state and the weights carry on (the envs start new episodes)."""
+    counters, the optimizer state and the weights carry on."""
     kwargs = dict(seed=4, n_envs=2, n_steps=32, minibatch_size=32, **SMALL_CNN)
     agent = PPO(E.PixelSideEnv, **kwargs)
     agent.learn(256, callback=lambda row: row["update"] < 2)

@@ -239,7 +239,8 @@ def test_evaluate_resets_the_memory_at_every_episode():
 
 def test_resume_with_a_recurrent_policy_continues_the_run(tmp_path):
     """Stopped after 2 of 4 updates, saved, loaded with its env and resumed: weights, optimizer
-    and schedule carry on; the envs start new episodes, so the memories start from zero."""
+    and schedule carry on. Loaded, the agent holds new episodes with empty memories; resume
+    continues the saved ones (tests/test_checkpoints.py checks that it does so exactly)."""
     kwargs = dict(seed=3, recurrent="lstm", n_envs=2, n_steps=32, minibatch_size=32, sequence_length=8)
     agent = PPO("ppolab/CartPoleNoVelocity-v1", **kwargs)
     agent.learn(256, callback=lambda row: row["update"] < 2)

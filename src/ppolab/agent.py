@@ -124,6 +124,7 @@ class Agent:
         # (first step, planned steps) of the learn() call in progress or interrupted; see resume()
         self.schedule: tuple[int, int] | None = None
         self._saved_rng: dict[str, Any] | None = None
+        self._in_flight: dict[str, Any] | None = None  # a loaded checkpoint's episodes, for resume()
         self.obs_normalizer = (ObservationNormalizer(info.observation, cfg.observation_clip)
                                if cfg.normalize_observations and ObservationNormalizer.applies(info.observation)
                                else None)
@@ -133,13 +134,16 @@ class Agent:
         self.collector: Collector | None = None
 
     def _attach_env(self, vec_env: Any) -> None:
-        # A loaded agent continues with new episodes, not a replay of the first ones.
-        seed = (self.config.seed + self.global_step) % 2**32
         self.vec_env = vec_env
         self.collector = Collector(vec_env, self.env_info, self.policy, self.config.n_steps,
-                                   seed, self.generator, self.obs_normalizer, self.reward_scaler,
+                                   self._reset_seed, self.generator, self.obs_normalizer, self.reward_scaler,
                                    self.config.action_masks)
         self.env_info = dataclasses.replace(self.env_info, action_mask=self.collector.mask_source)
+
+    @property
+    def _reset_seed(self) -> int:
+        """The seed of new episodes: a loaded agent's are not a replay of the first ones."""
+        return (self.config.seed + self.global_step) % 2**32
 
     @property
     def env_id(self) -> str:
@@ -163,7 +167,7 @@ class Agent:
             raise ModelFileError("this agent was loaded without an environment; use "
                                  f"{type(self).__name__}.load(path, env=...) to continue training")
         self.plan(total_steps)
-        self._saved_rng = None  # a new schedule: the generators go on as they are
+        self._saved_rng = self._in_flight = None  # a new schedule: the generators and envs go on as they are
         return train(self, reporter, callback)
 
     def plan(self, total_steps: int | None = None) -> None:
@@ -177,10 +181,17 @@ class Agent:
                 f"{self.config.n_envs} * {self.config.n_steps} = {batch:,} steps")
         plan(self, steps)
 
-    def resume(self, *, callback: Any = None, reporter: Reporter | None = None) -> TrainResult:
+    def resume(self, *, callback: Any = None, reporter: Reporter | None = None,
+               new_episodes: bool = False) -> TrainResult:
         """Finish the ``learn()`` call this agent was checkpointed in the middle of: same
-        learning-rate schedule, counters, optimizer, normalizers and random generators; the
-        environments start fresh episodes. Used by ``ppolab resume``."""
+        learning-rate schedule, counters, optimizer, normalizers and random generators, and the
+        same episodes, continued where the checkpoint left them (envs, observations, recurrent
+        states), so that the run goes on as if it had never stopped. Used by ``ppolab resume``.
+
+        The envs come back by unpickling them from the checkpoint (see :mod:`ppolab.snapshots`):
+        resume only checkpoints you trust, or pass ``new_episodes=True`` to start new episodes
+        instead. Envs that could not be saved start new episodes too, with a note on stderr.
+        """
         if self.collector is None:
             raise ModelFileError("this agent was loaded without an environment; use "
                                  f"{type(self).__name__}.load(path, env=...) to resume training")
@@ -192,6 +203,13 @@ class Agent:
             devices.restore_generator(self.generator, self._saved_rng["generator"],
                                       (self.config.seed + self.global_step) % 2**32)
             self._saved_rng = None
+        if self._in_flight is not None and not new_episodes:
+            problem = self.collector.continue_in_flight(self._in_flight, self._reset_seed)
+            self.vec_env = self.collector.env
+            if problem is not None:
+                print(f"note: the episodes in flight at the checkpoint cannot be continued ({problem}); "
+                      "the resumed run starts new ones", file=sys.stderr)
+        self._in_flight = None
         return train(self, reporter, callback)
 
     @property
@@ -289,6 +307,8 @@ class Agent:
             "rng": {**rng.capture(), "generator": self.generator.get_state()},
             "device": str(self.device),
             "recent_episodes": {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths)},
+            # the episodes a resume continues (see ppolab.snapshots); none once training is over
+            "in_flight": None if self.schedule is None or self.collector is None else self.collector.in_flight(),
             "normalizers": {
                 "observations": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
                 "rewards": None if self.reward_scaler is None else self.reward_scaler.stats.state_dict(),
@@ -347,6 +367,7 @@ class Agent:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: malformed training schedule ({exc})") from None
         agent._saved_rng = data.get("rng")
+        agent._in_flight = data.get("in_flight")
         normalizers = data.get("normalizers", {})
         try:
             if agent.obs_normalizer is not None:

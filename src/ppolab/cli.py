@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -147,11 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser(
         "resume", help="continue an interrupted or crashed run",
         description="Continue the run in RUN_DIR from its newest complete checkpoint, to the step "
-        "budget it was started with. The environments start fresh episodes; counters, optimizer, "
-        "normalizers, learning-rate schedule and random generators continue, and metrics.csv, "
-        "episodes.csv and TensorBoard continue without duplicated or missing rows.",
+        "budget it was started with, as if it had never stopped: counters, optimizer, normalizers, "
+        "learning-rate schedule, random generators and the episodes in flight (envs, observations, "
+        "recurrent states) continue, and metrics.csv, episodes.csv and TensorBoard continue without "
+        "duplicated or missing rows. Envs that cannot be saved (Box2D, MuJoCo, Atari, anything that "
+        "does not pickle) start new episodes, with a note.",
     )
     resume.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by ppolab train")
+    resume.add_argument("--new-episodes", action="store_true",
+                        help="start new episodes instead of unpickling the envs saved in the checkpoint "
+                        "(for a checkpoint you did not write yourself)")
     resume.add_argument("--quiet", action="store_true", help="no progress output")
 
     ev = sub.add_parser(
@@ -326,7 +332,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"resuming {agent.algo.upper()} on {agent.env_id} at step {agent.global_step:,} of "
               f"{start + planned:,} (update {agent.updates:,}) -> {run_dir}", file=sys.stderr)
-    return _run_training(agent, reporter, run_dir, agent.resume)
+    return _run_training(agent, reporter, run_dir, functools.partial(agent.resume, new_episodes=args.new_episodes))
 
 
 def _load_for_resume(run_dir: Path) -> tuple[Agent, int, int]:

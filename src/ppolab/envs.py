@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from ppolab import atari, masks, tasks
+from ppolab import atari, masks, snapshots, tasks
 from ppolab.action_spaces import ActionSpec
 from ppolab.observations import ObservationSpec
 from ppolab.errors import (
@@ -203,6 +203,9 @@ class FaultGuard(gym.Wrapper):
 
     ``ppolab_env_index`` is set by :func:`make_vec_env`, through the constructor or
     ``VectorEnv.set_attr`` (which sets it on this, the outermost, wrapper).
+
+    It also saves and restores the env it wraps for a checkpoint (see :mod:`ppolab.snapshots`),
+    in whichever process holds it; the vector env reaches these through ``call``.
     """
 
     ppolab_env_index: int | None = None
@@ -211,12 +214,33 @@ class FaultGuard(gym.Wrapper):
         super().__init__(env)
         self.ppolab_env_index = index
         self._spec = ObservationSpec.from_space(env.observation_space)
+        self._autoreset_due = False  # a restored env whose episode ended before the checkpoint
 
     def step(self, action: Any) -> tuple:
+        if self._autoreset_due:  # what the vector env's next-step autoreset would have done
+            observation, info = self.reset()
+            return observation, 0.0, False, False, info
         return self._call("step()", self.env.step, action)
 
     def reset(self, **kwargs: Any) -> tuple:
+        self._autoreset_due = False
         return self._call("reset()", self.env.reset, **kwargs)
+
+    def ppolab_save_env(self) -> tuple[bytes | None, str | None]:
+        return snapshots.dumps(self.env)
+
+    def ppolab_restore_env(self, blobs: list[bytes], autoreset_due: list[bool]) -> str | None:
+        """Replace the wrapped env with this env's entry of ``blobs``; None, or why not (never
+        raises: an exception would stop an async worker)."""
+        try:
+            env = snapshots.loads(blobs[self.ppolab_env_index or 0])
+        except Exception as exc:  # noqa: BLE001 - a pickle can raise anything
+            return f"{self._name()}'s saved state does not load ({type(exc).__name__}: {exc})"
+        with contextlib.suppress(Exception):
+            self.env.close()
+        self.env = env
+        self._autoreset_due = autoreset_due[self.ppolab_env_index or 0]
+        return None
 
     def _call(self, method: str, fn: Callable[..., tuple], *args: Any, **kwargs: Any) -> tuple:
         try:
@@ -362,10 +386,13 @@ def _vectorize(factory: Callable[[], gym.Env], name: str, n_envs: int, mode: str
     if mode == "async":
         first.close()
         fns = [functools.partial(_guarded, factory, i, True) for i in range(n_envs)]
-        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP), scores_from_info, mask_method
-    fns = [lambda first=first: FaultGuard(first, 0)]
-    fns += [functools.partial(_guarded, factory, i) for i in range(1, n_envs)]
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP), scores_from_info, mask_method
+        vec_env = gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
+    else:
+        fns = [lambda first=first: FaultGuard(first, 0)]
+        fns += [functools.partial(_guarded, factory, i) for i in range(1, n_envs)]
+        vec_env = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
+    setattr(vec_env, snapshots.GUARDED, True)
+    return vec_env, scores_from_info, mask_method
 
 
 def _call_factory(factory: Callable[[], gym.Env], name: str) -> gym.Env:

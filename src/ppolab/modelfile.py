@@ -4,6 +4,9 @@ A model file is ``torch.save`` of a dict of tensors, numbers, strings, lists and
 read with ``torch.load(weights_only=True)``, which refuses anything that would run code. Since
 format version 2 it carries a SHA-256 of its contents: torch's zip reader does not check its
 CRCs, so without it a file damaged on disk would load silently with wrong weights.
+
+A checkpoint may also hold pickled envs, as uint8 tensors (see :mod:`ppolab.snapshots`): this
+module reads them as bytes; only ``Agent.resume`` unpickles them.
 """
 
 from __future__ import annotations

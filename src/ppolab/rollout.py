@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppolab import atari, masks
+from ppolab import atari, masks, snapshots
 from ppolab.envs import EnvInfo
 from ppolab.errors import EnvironmentFaultError, PPOLabError
 from ppolab.normalize import ObservationNormalizer, RewardScaler
@@ -129,6 +129,7 @@ class Collector:
         self.env, self.info, self.policy, self.generator = env, info, policy, generator
         self.mask_setting, self.mask_size = action_masks, masks.mask_size(info.action)
         self.mask_source: str | None = None  # "info" or "method" once reset() has looked
+        self.env_problem: str | None = None  # why the envs cannot be saved, once known
         self.obs_normalizer, self.reward_scaler = obs_normalizer, reward_scaler
         self.n_envs, self.n_steps = env.num_envs, n_steps
         T, N = n_steps, self.n_envs
@@ -173,6 +174,58 @@ class Collector:
         self.episode_start = np.ones(self.n_envs, dtype=bool)
         self.episode_return = np.zeros(self.n_envs)
         self.episode_length = np.zeros(self.n_envs, dtype=np.int64)
+        self.between_rollouts = True  # False during a rollout, and after one that failed
+
+    def in_flight(self) -> dict[str, Any] | None:
+        """The episodes in progress, as plain tensors for a checkpoint: the envs (see
+        :mod:`ppolab.snapshots`, or why they cannot be saved) and what this collector holds of
+        the same episodes. None in the middle of a rollout (after a fault, the envs are not where
+        the learning state was put back to)."""
+        if not self.between_rollouts:
+            return None
+        if self.env_problem is None:
+            envs = snapshots.capture(self.env)
+            self.env_problem = envs.get("problem")  # it will not go away: stop asking
+        else:
+            envs = {"problem": self.env_problem}
+        return {
+            "envs": envs,
+            "observations": tree_map(_to_tensor, self.obs),
+            "masks": None if self.mask is None else _to_tensor(self.mask),
+            "autoreset_next": _to_tensor(self.autoreset_next),
+            "episode_start": _to_tensor(self.episode_start),
+            "state": None if self.state is None else self.state.cpu().clone(),
+            "episode_return": _to_tensor(self.episode_return),
+            "episode_length": _to_tensor(self.episode_length),
+            # the statistics as these episodes left them (loading a checkpoint adds new episodes' first
+            # observations to them, which continued episodes never saw)
+            "observation_statistics": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
+            "reward_statistics": None if self.reward_scaler is None else self.reward_scaler.stats.state_dict(),
+            "reward_returns": None if self.reward_scaler is None else _to_tensor(self.reward_scaler.returns),
+        }
+
+    def continue_in_flight(self, saved: dict[str, Any], seed: int | None) -> str | None:
+        """Go on with the episodes :meth:`in_flight` saved, in place of the new ones: None, or
+        why that cannot be done (then every env starts a new episode, from ``reset(seed)``).
+        ``self.env`` may become a new vector env object."""
+        self.env, problem = snapshots.restore(self.env, saved["envs"], saved["autoreset_next"].numpy())
+        if problem is not None:
+            self.reset(seed)  # some sub-envs may have been replaced before one failed
+            return problem
+        self.obs = tree_map(_to_array, saved["observations"])
+        self.mask = None if saved["masks"] is None else _to_array(saved["masks"])
+        self.autoreset_next = _to_array(saved["autoreset_next"])
+        self.episode_start = _to_array(saved["episode_start"])
+        if saved["state"] is not None:
+            self.state = saved["state"].to(self.device)
+        self.episode_return = _to_array(saved["episode_return"])
+        self.episode_length = _to_array(saved["episode_length"])
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(saved["observation_statistics"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.stats.load_state_dict(saved["reward_statistics"])
+            self.reward_scaler.returns = _to_array(saved["reward_returns"])
+        return None
 
     def collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
         """Run T steps in each of the N envs. ``global_step`` is the step count before the
@@ -185,11 +238,14 @@ class Collector:
         normalizer statistics and the generator are put back as they were before the rollout.
         """
         saved = self._learning_state()
+        self.between_rollouts = False
         try:
-            return self._collect(global_step)
+            collected = self._collect(global_step)
         except BaseException:
             self._restore(saved)
             raise
+        self.between_rollouts = True
+        return collected
 
     @torch.no_grad()
     def _collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
@@ -315,6 +371,14 @@ class Collector:
         if self.obs_normalizer is None:
             return stored
         return self.obs_normalizer(stored, update=True)
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(array))  # a copy: the collector goes on changing its arrays
+
+
+def _to_array(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.numpy().copy()
 
 
 def _scored_episodes(infos: dict, step: int) -> list[Episode]:

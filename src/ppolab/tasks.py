@@ -6,6 +6,10 @@ ppolab/CartPoleNoVelocity-v1``).
   angle. The velocities must be inferred from successive observations, so a feed-forward
   policy stays far from the 500 a recurrent one reaches (the task of sb3-contrib's
   ``CartPoleNoVel`` and RLlib's ``StatelessCartPole``).
+* ``ppolab/PendulumNoVelocity-v1``: Pendulum-v1 showing only the angle (cos, sin), without the
+  angular velocity: a continuous-control task that needs memory (sb3-contrib's and the RL Zoo's
+  ``PendulumNoVel``). Reaching the threshold of -250 means swinging up and balancing from
+  random starts.
 * ``ppolab/CueMemory-v0``: a cue (one of two) is shown at the first step only; the action
   taken at the last step pays +1 if it names the cue, -1 otherwise. A feed-forward policy can
   do no better than chance (0 on average); a recurrent one scores 1.
@@ -19,24 +23,30 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
 NAMESPACE = "ppolab/"
 
 
 class HideVelocity(gym.ObservationWrapper):
-    """CartPole's observation without its velocities: (x, theta)."""
+    """An observation without its velocities: only the entries ``kept`` (positions, angles)."""
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, kept: list[int]) -> None:
         super().__init__(env)
-        low, high = env.observation_space.low[[0, 2]], env.observation_space.high[[0, 2]]
+        self.kept = kept
+        low, high = env.observation_space.low[kept], env.observation_space.high[kept]
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        return observation[[0, 2]]
+        return observation[self.kept]
 
 
 def cartpole_no_velocity(render_mode: str | None = None) -> gym.Env:
-    return HideVelocity(CartPoleEnv(render_mode=render_mode))
+    return HideVelocity(CartPoleEnv(render_mode=render_mode), kept=[0, 2])  # (x, theta)
+
+
+def pendulum_no_velocity(render_mode: str | None = None) -> gym.Env:
+    return HideVelocity(PendulumEnv(render_mode=render_mode), kept=[0, 1])  # (cos theta, sin theta)
 
 
 class CueMemory(gym.Env):
@@ -78,4 +88,6 @@ def register() -> None:
         return
     gym.register("ppolab/CartPoleNoVelocity-v1", entry_point=cartpole_no_velocity, max_episode_steps=500,
                  reward_threshold=475.0)
+    gym.register("ppolab/PendulumNoVelocity-v1", entry_point=pendulum_no_velocity, max_episode_steps=200,
+                 reward_threshold=-250.0)
     gym.register("ppolab/CueMemory-v0", entry_point=CueMemory, reward_threshold=0.9)
