@@ -7,6 +7,8 @@ Tasks (ppolab's ids; thresholds from the env specs):
   cue     ppolab/CueMemory-v0 (0.9): ppolab's GRU preset against RecurrentPPO, which has LSTMs
           only (so an LSTM of the same width, all else equal), and ppolab with
           ``--set recurrent=lstm`` as a third library, ``ppolab-lstm``: the like-for-like row.
+  pendulum  ppolab/PendulumNoVelocity-v1 (-250): continuous actions, swing-up and balance from
+          the angle alone; ppolab's LSTM preset against RecurrentPPO (the harder memory task).
   masks   Taxi-v4 (8), whose info["action_mask"] ppolab reads by itself: ppolab's defaults
           against MaskablePPO.
 
@@ -66,6 +68,7 @@ CONTRIB_RUN = HERE / "contrib_run.py"
 TASKS = {
     "memory": ("ppolab/CartPoleNoVelocity-v1", "recurrent", ("ppolab", "sb3-contrib")),
     "cue": ("ppolab/CueMemory-v0", "recurrent", ("ppolab", "sb3-contrib", "ppolab-lstm")),
+    "pendulum": ("ppolab/PendulumNoVelocity-v1", "recurrent", ("ppolab", "sb3-contrib")),
     "masks": ("Taxi-v4", "maskable", ("ppolab", "sb3-contrib")),
 }
 PPOLAB_OVERRIDES = {"ppolab": [], "ppolab-lstm": ["--set", "recurrent=lstm"]}

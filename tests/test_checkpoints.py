@@ -274,6 +274,17 @@ def test_envs_that_cannot_be_saved_start_new_episodes_with_a_note(tmp_path, caps
             "constructor arguments (EzPickle)); the resumed run starts new ones") in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("saved", [True, False])
+def test_checkpoint_episodes_decides_whether_checkpoints_hold_the_envs(tmp_path, saved):
+    from ppolab import modelfile
+
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=32, minibatch_size=32, checkpoint_episodes=saved)
+    agent.learn(128, callback=lambda row: False)
+    in_flight = modelfile.load(agent.save(tmp_path / "ckpt.pt"))["in_flight"]
+    agent.close()
+    assert (in_flight is not None and "vector" in in_flight["envs"]) if saved else in_flight is None
+
+
 def test_a_checkpoint_after_an_env_fault_holds_no_episodes(tmp_path):
     """After a fault the collector puts the learning state back, but not the envs: their
     episodes cannot be saved, and the checkpoint resumes with new ones."""

@@ -308,7 +308,8 @@ class Agent:
             "device": str(self.device),
             "recent_episodes": {"returns": list(self.recent_returns), "lengths": list(self.recent_lengths)},
             # the episodes a resume continues (see ppolab.snapshots); none once training is over
-            "in_flight": None if self.schedule is None or self.collector is None else self.collector.in_flight(),
+            "in_flight": (self.collector.in_flight() if self.schedule is not None and self.collector is not None
+                          and self.config.checkpoint_episodes else None),
             "normalizers": {
                 "observations": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
                 "rewards": None if self.reward_scaler is None else self.reward_scaler.stats.state_dict(),

@@ -178,16 +178,15 @@ class Collector:
 
     def in_flight(self) -> dict[str, Any] | None:
         """The episodes in progress, as plain tensors for a checkpoint: the envs (see
-        :mod:`ppolab.snapshots`, or why they cannot be saved) and what this collector holds of
-        the same episodes. None in the middle of a rollout (after a fault, the envs are not where
-        the learning state was put back to)."""
+        :mod:`ppolab.snapshots`) and what this collector holds of the same episodes; or only
+        why the envs cannot be saved. None in the middle of a rollout (after a fault, the envs
+        are not where the learning state was put back to)."""
         if not self.between_rollouts:
             return None
-        if self.env_problem is None:
-            envs = snapshots.capture(self.env)
-            self.env_problem = envs.get("problem")  # it will not go away: stop asking
-        else:
-            envs = {"problem": self.env_problem}
+        envs = {"problem": self.env_problem} if self.env_problem else snapshots.capture(self.env)
+        if "problem" in envs:
+            self.env_problem = envs["problem"]  # it will not go away: stop asking
+            return {"envs": envs}
         return {
             "envs": envs,
             "observations": tree_map(_to_tensor, self.obs),
@@ -208,7 +207,9 @@ class Collector:
         """Go on with the episodes :meth:`in_flight` saved, in place of the new ones: None, or
         why that cannot be done (then every env starts a new episode, from ``reset(seed)``).
         ``self.env`` may become a new vector env object."""
-        self.env, problem = snapshots.restore(self.env, saved["envs"], saved["autoreset_next"].numpy())
+        problem = saved["envs"].get("problem")
+        if problem is None:
+            self.env, problem = snapshots.restore(self.env, saved["envs"], saved["autoreset_next"].numpy())
         if problem is not None:
             self.reset(seed)  # some sub-envs may have been replaced before one failed
             return problem

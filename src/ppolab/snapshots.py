@@ -92,8 +92,6 @@ def restore(vec_env: gym.vector.VectorEnv, saved: dict[str, Any],
     object when the whole vector env was saved; the old one is closed) and None, or ``vec_env``
     and why the envs could not be restored. ``autoreset_next`` says which envs are due for a
     next-step autoreset (sub-envs only; a whole vector env keeps its own flags)."""
-    if "problem" in saved:
-        return vec_env, saved["problem"]
     if "vector" in saved:
         try:
             restored = loads(saved["vector"].numpy().tobytes())
