@@ -338,3 +338,40 @@ def test_cnn_sizes_and_activation_are_settable():
     assert all(isinstance(m, torch.nn.Tanh) for m in encoder.convs if not isinstance(m, torch.nn.Conv2d))
     out = encoder(torch.full((2, 3, 20, 20), 255, dtype=torch.uint8))
     assert out.shape == (2, 10) and bool((out.abs() <= 1).all())
+
+
+@pytest.mark.parametrize("settings", [{}, {"shared_trunk": True}, {"shared_encoder": False}])
+def test_a_discrete_observation_is_looked_up_as_its_one_hot_would_be_multiplied(settings):
+    """Discrete(n) into a trunk: the first layer takes column s of its weight (plus the bias)
+    instead of multiplying a one-hot of s; outputs and gradients are the one-hot's (to float
+    rounding: the gradient sums the same terms in another order)."""
+    from torch.nn import functional as F
+
+    space = spaces.Discrete(7, start=3)
+    policy = ActorCritic(ObservationSpec.from_space(space), 3, PPOConfig(**settings), space)
+    assert policy._lookup
+    obs = torch.tensor([3, 9, 5, 5, 4, 3, 8, 6])
+
+    def outputs(by_lookup: bool) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        policy.zero_grad()
+        if by_lookup:
+            dist, value = policy(obs)
+        else:
+            x = F.one_hot(obs - 3, 7).float()
+            dist = policy.policy_head(policy._trunk(policy._actor_layers, x))
+            value = F.linear(policy._trunk(policy._critic_layers, x), *policy._value_head).squeeze(-1)
+        (dist.log_prob(torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])).sum() + value.square().sum()).backward()
+        return dist.logits.detach(), value.detach(), [p.grad.clone() for p in policy.parameters()]
+
+    looked_up, multiplied = outputs(True), outputs(False)
+    torch.testing.assert_close(looked_up[0], multiplied[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(looked_up[1], multiplied[1], rtol=1e-6, atol=1e-6)
+    for a, b in zip(looked_up[2], multiplied[2], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_recurrent_core_or_no_trunk_gets_the_one_hot_itself():
+    space = spaces.Discrete(5)
+    for settings in ({"recurrent": "gru"}, {"hidden_sizes": ()}):
+        policy = ActorCritic(ObservationSpec.from_space(space), 2, PPOConfig(**settings), space)
+        assert not policy._lookup

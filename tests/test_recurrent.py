@@ -317,3 +317,30 @@ def test_memory_solves_cartpole_without_velocities_where_a_feed_forward_policy_c
     finally:
         agent.close()
     assert plain.final_mean_return_100 < 200, plain
+
+
+@pytest.mark.parametrize("env_id, full_id, kept", [("ppolab/CartPoleNoVelocity-v1", "CartPole-v1", [0, 2]),
+                                                   ("ppolab/PendulumNoVelocity-v1", "Pendulum-v1", [0, 1])])
+def test_the_velocity_hidden_tasks_show_the_full_task_without_its_velocities(env_id, full_id, kept):
+    """Same seed, same actions: each observation is the full task's without the velocity
+    entries; rewards, ends and time limits are the full task's."""
+    import gymnasium as gym
+
+    from ppolab.tasks import register
+
+    register()
+    hidden, full = gym.make(env_id), gym.make(full_id)
+    assert hidden.spec.max_episode_steps == full.spec.max_episode_steps
+    assert hidden.observation_space.shape == (len(kept),)
+    seen, shown = hidden.reset(seed=7)[0], full.reset(seed=7)[0]
+    hidden.action_space.seed(7)
+    for _ in range(300):
+        assert np.array_equal(seen, shown[kept])
+        action = hidden.action_space.sample()
+        seen, reward, terminated, truncated, _ = hidden.step(action)
+        shown, full_reward, full_terminated, full_truncated, _ = full.step(action)
+        assert (reward, terminated, truncated) == (full_reward, full_terminated, full_truncated)
+        if terminated or truncated:
+            break
+    hidden.close()
+    full.close()

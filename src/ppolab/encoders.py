@@ -65,9 +65,13 @@ class OneHotEncoder(nn.Module):
         self.ndim, self.nvec, self.features = len(leaf.shape), leaf.nvec, leaf.flat_size
         self.register_buffer("start", torch.tensor(leaf.start, dtype=torch.long), persistent=False)
 
+    def indices(self, x: torch.Tensor) -> torch.Tensor:
+        """Discrete(n): the index of each one-hot's 1 (see ``ActorCritic._trunk``)."""
+        return x.long() - self.start[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.ndim == 0:
-            return F.one_hot(x.long() - self.start[0], self.nvec[0]).float()
+            return F.one_hot(self.indices(x), self.nvec[0]).float()
         x = x.long().flatten(-self.ndim) - self.start
         return torch.cat([F.one_hot(x[..., k], n) for k, n in enumerate(self.nvec)], -1).float()
 

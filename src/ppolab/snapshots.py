@@ -23,13 +23,15 @@ Restoring unpickles: only :meth:`ppolab.agent.Agent.resume` does it, and ``ppola
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.utils import EzPickle
+
+if TYPE_CHECKING:
+    import torch
 
 GUARDED = "ppolab_guarded"  # set on a vector env whose sub-envs are all FaultGuards (see envs._vectorize)
 SAVE_METHOD, RESTORE_METHOD = "ppolab_save_env", "ppolab_restore_env"
@@ -68,6 +70,8 @@ def loads(blob: bytes) -> Any:
 
 
 def _tensor(blob: bytes) -> torch.Tensor:
+    import torch  # here: envs.py imports this module, and check-env answers without torch
+
     return torch.frombuffer(bytearray(blob), dtype=torch.uint8) if blob else torch.zeros(0, dtype=torch.uint8)
 
 
