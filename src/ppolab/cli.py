@@ -172,6 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=_seed, default=1_000_000, help="seed of the first episode (default: 1000000)")
     ev.add_argument("--video", metavar="FILE", help="record the episodes to FILE (.gif, or .mp4 with ppolab[video])")
 
+    exp = sub.add_parser(
+        "export", help="write a trained policy as one self-contained file (ONNX or TorchScript)",
+        description="Write the policy in RUN_DIR (or a model file) as one file that maps observations "
+        "to actions without ppolab or Gymnasium: observation normalization, image scaling, the "
+        "network and the action's offset, clipping or squashing are in it; masked policies take "
+        "the action mask as an input, recurrent ones their state. Prints the inputs and outputs. "
+        "ONNX needs pip install 'ppolab[export]'.",
+    )
+    exp.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a model.pt file")
+    exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="default: onnx")
+    exp.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    exp.add_argument("--sample", action="store_true",
+                     help="sample actions from the policy instead of taking the most likely one")
+
     check = sub.add_parser(
         "check-env", help="check that ppolab can train on an environment",
         description="Make one ID_OR_PATH env and run Gymnasium's environment checker, ppolab's "
@@ -425,6 +439,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ppolab.agent import Agent
+    from ppolab.export import export, signature
+
+    agent = Agent.load(args.run_dir, device="cpu")
+    with warnings.catch_warnings():  # the exporters' notes on their own internals
+        warnings.simplefilter("ignore")
+        path = export(agent, args.out, args.format, deterministic=not args.sample)
+    inputs, outputs = signature(agent)
+    print(f"{agent.env_id}: {args.format} policy ({'sampled' if args.sample else 'most likely'} actions) -> {path}\n"
+          f"inputs: {'; '.join(p.describe() for p in inputs)}\n"
+          f"outputs: {'; '.join(p.describe() for p in outputs)}")
+    return 0
+
+
 def cmd_check_env(args: argparse.Namespace) -> int:
     from ppolab.checkenv import check_environment
 
@@ -508,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     from ppolab.errors import PPOLabError
 
     try:
-        return {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval,
+        return {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "export": cmd_export,
                 "check-env": cmd_check_env, "sweep": cmd_sweep, "report": cmd_report,
                 "exercise": cmd_exercise}[args.command](args)
     except PPOLabError as exc:

@@ -35,7 +35,8 @@ def entropy(log_probs: torch.Tensor) -> torch.Tensor:
 def sample(log_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One action per row, drawn from pi(.|s) with the Gumbel-max trick (exact, and seeded by
     ``generator``): argmax_a (log pi(a|s) + G_a) with G_a ~ Gumbel(0, 1)."""
-    u = torch.rand(log_probs.shape, generator=generator, dtype=log_probs.dtype, device=log_probs.device)
+    u = (torch.rand_like(log_probs) if generator is None  # *_like: an exported graph has no fixed shape
+         else torch.rand(log_probs.shape, generator=generator, dtype=log_probs.dtype, device=log_probs.device))
     gumbel = -torch.log(-torch.log(u.clamp_(min=torch.finfo(u.dtype).tiny)))
     return (log_probs + gumbel).argmax(-1)
 
@@ -78,7 +79,8 @@ def gaussian_kl(mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Ten
 def gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """a = mu + sigma * eps with eps ~ N(0, I)."""
-    eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+    eps = (torch.randn_like(mean) if generator is None
+           else torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device))
     return mean + torch.exp(log_std) * eps
 
 
