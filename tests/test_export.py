@@ -11,7 +11,6 @@ import onnxruntime
 import pytest
 import torch
 
-import envs_for_tests as E
 from ppolab import PPO, Agent
 from ppolab.envs import make_env
 from ppolab.export import export, signature
