@@ -98,6 +98,14 @@ def run_exported(agent: Agent, seen: list, call) -> np.ndarray:  # noqa: ANN001 
     return np.stack(actions)
 
 
+def onnx_session(agent: Agent, tmp_path: Path, deterministic: bool = True) -> onnxruntime.InferenceSession:
+    """``agent`` exported to ONNX (the exporter's notes on its internals silenced), loaded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = export(agent, tmp_path / "policy.onnx", "onnx", deterministic=deterministic)
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
 def assert_same_actions(agent: Agent, exported: np.ndarray, expected: np.ndarray) -> None:
     assert exported.shape == expected.shape
     if agent.env_info.action.kind == "box":
@@ -111,10 +119,7 @@ def test_the_onnx_file_acts_as_predict_does(tmp_path: Path, case: str) -> None:
     env_id, settings = CASES[case]
     agent = trained(env_id, settings)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            path = export(agent, tmp_path / "policy.onnx", "onnx")
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnx_session(agent, tmp_path)
         inputs, outputs = signature(agent)
         assert [i.name for i in session.get_inputs()] == [p.name for p in inputs]
         assert [o.name for o in session.get_outputs()] == [p.name for p in outputs]
@@ -147,10 +152,7 @@ def test_the_torchscript_file_acts_as_predict_does(tmp_path: Path, case: str) ->
 def test_a_sampled_gaussian_export_varies_within_the_bounds(tmp_path: Path) -> None:
     agent = trained("Pendulum-v1", {"log_std_init": 0.5})
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            path = export(agent, tmp_path / "policy.onnx", "onnx", deterministic=False)
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnx_session(agent, tmp_path, deterministic=False)
         actions = session.run(None, {"obs": np.zeros((500, 3), dtype=np.float32)})[0]
     finally:
         agent.close()
@@ -161,10 +163,7 @@ def test_a_sampled_gaussian_export_varies_within_the_bounds(tmp_path: Path) -> N
 def test_a_sampled_export_draws_valid_and_varied_actions(tmp_path: Path) -> None:
     agent = trained("envs_for_tests:MaskedChoiceEnv", {"minibatch_size": 64})
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            path = export(agent, tmp_path / "policy.onnx", "onnx", deterministic=False)
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnx_session(agent, tmp_path, deterministic=False)
         obs = np.zeros((500, 6), dtype=np.float32)
         mask = np.zeros((500, 6), dtype=bool)
         mask[:, [1, 4]] = True
