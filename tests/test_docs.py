@@ -60,3 +60,52 @@ def test_every_python_example_runs(tmp_path: Path, name: str, code: str) -> None
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, f"{name}:\n{proc.stderr[-3000:]}"
+
+
+SHELL_BLOCK = re.compile(r"^```(?:sh|bash)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def shell_commands() -> list[tuple[str, list[str]]]:
+    """Every command line of the shell examples in the docs and the README, split into words
+    (comments dropped, continuation lines joined)."""
+    import shlex
+
+    found = []
+    for page in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
+        for block in SHELL_BLOCK.findall(page.read_text()):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                if words:
+                    found.append((f"{page.relative_to(ROOT)}: {line.strip()}", words))
+    return found
+
+
+def test_every_shell_example_names_what_exists() -> None:
+    """The shell examples train for minutes, so they are checked rather than run: every
+    ``ppolab`` line parses with the real parser and sets only real hyperparameters, every
+    ``make`` target, ``pip`` extra and script exists."""
+    import tomllib
+
+    from ppolab.cli import build_parser
+    from ppolab.config import CONFIG_CLASSES
+
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+    fields = {name for cls in CONFIG_CLASSES.values() for name in cls.__dataclass_fields__} | {"algo"}
+    commands = shell_commands()
+    assert len(commands) > 40
+    for where, words in commands:
+        if words[0] == "ppolab":
+            try:
+                args = build_parser().parse_args(words[1:])
+            except SystemExit as exc:  # --help exits 0 once it has printed
+                assert exc.code == 0 and "--help" in words, f"{where}: the parser refuses it"
+                continue
+            for assignment in [*getattr(args, "set", []), *(getattr(args, "grid", None) or [])]:
+                assert assignment.partition("=")[0] in fields, f"{where}: no hyperparameter {assignment!r}"
+        elif words[0] == "make":
+            assert set(words[1:]) <= targets, f"{where}: no such make target"
+        elif words[:3] == ["pip", "install", "-e"] and "[" in words[-1]:
+            assert set(words[-1][words[-1].index("[") + 1:-1].split(",")) <= extras, f"{where}: no such extra"
+        elif words[0] == "python" and words[1].endswith(".py"):
+            assert (ROOT / words[1]).is_file(), f"{where}: no such script"
