@@ -109,3 +109,15 @@ def test_every_shell_example_names_what_exists() -> None:
             assert set(words[-1][words[-1].index("[") + 1:-1].split(",")) <= extras, f"{where}: no such extra"
         elif words[0] == "python" and words[1].endswith(".py"):
             assert (ROOT / words[1]).is_file(), f"{where}: no such script"
+
+
+def test_the_model_file_page_lists_every_key_a_model_file_has(tmp_path: Path) -> None:
+    from ppolab import PPO, modelfile
+
+    documented = re.findall(r"^\| `(\w+)` \|", (DOCS / "reference" / "model-files.md").read_text(), re.MULTILINE)
+    agent = PPO("CartPole-v1", n_envs=2, n_steps=32, minibatch_size=32)
+    agent.learn(64)
+    path = agent.save(tmp_path / "model.pt")
+    agent.close()
+    written = set(modelfile.load(path)) | {"sha256"}  # load() checks and drops the checksum
+    assert sorted(documented) == sorted(written)
