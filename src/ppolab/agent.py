@@ -200,8 +200,7 @@ class Agent:
                               "call learn(steps) to train further")
         if self._saved_rng is not None:
             rng.restore(self._saved_rng)
-            devices.restore_generator(self.generator, self._saved_rng["generator"],
-                                      (self.config.seed + self.global_step) % 2**32)
+            devices.restore_generator(self.generator, self._saved_rng["generator"], self._reset_seed)
             self._saved_rng = None
         if self._in_flight is not None and not new_episodes:
             problem = self.collector.continue_in_flight(self._in_flight, self._reset_seed)
@@ -393,7 +392,7 @@ class Agent:
                     f"actions {new[2].describe()}"
                 )
             agent.env_info = new_info
-            agent.generator.manual_seed((config.seed + agent.global_step) % 2**32)
+            agent.generator.manual_seed(agent._reset_seed)
             try:
                 agent._attach_env(vec_env)
             except PPOLabError:
