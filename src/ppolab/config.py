@@ -1,8 +1,8 @@
 """Typed, validated hyperparameters, per-environment presets, and ``--set``/file overrides.
 
 Every field's ``help`` metadata is the one-line documentation that ``ppolab train --help``
-and the README show. A config that exists is valid: ``__post_init__`` checks every field and
-raises :class:`~ppolab.errors.ConfigError` naming the field, the value and what is allowed.
+and docs/reference/hyperparameters.md show. A config that exists is valid: ``__post_init__``
+checks every field and raises :class:`~ppolab.errors.ConfigError` naming the field, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -370,7 +370,7 @@ def field_help(algo: str = "ppo") -> dict[str, tuple[str, Any]]:
 
 
 # Hyperparameters tuned on these machines for wall-clock time to solve with every seed solving
-# (see benchmarks/time_to_solve.py and the README's "Presets" section).
+# (see benchmarks/time_to_solve.py and docs/reference/presets.md).
 # Budgets are whole rollouts (rollouts * n_envs * n_steps): the steps each setting was measured
 # with. A budget is rounded up to whole rollouts, and a learning-rate schedule a few steps longer
 # changes every update after the first, so a nominal 1.2M would train a different run.
@@ -457,7 +457,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
     # solved at 122k-156k steps.
     "CartPole-v1": dict(n_envs=8, n_steps=5, total_steps=500_000),
     # The RL Zoo's A2C settings and budget. A2C does not solve LunarLander-v3 at them (nor does
-    # SB3's A2C, measured alongside); longer runs and five other settings were worse. See README.
+    # SB3's A2C, measured alongside); longer runs and five other settings were worse (see
+    # docs/reference/presets.md).
     "LunarLander-v3": dict(n_envs=8, n_steps=5, total_steps=200_000, gamma=0.995,
                            learning_rate=8.3e-4, anneal_lr=True, ent_coef=1e-5),
 }, "vpg": {
