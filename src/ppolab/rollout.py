@@ -198,9 +198,7 @@ class Collector:
             "episode_length": _to_tensor(self.episode_length),
             # the statistics as these episodes left them (loading a checkpoint adds new episodes' first
             # observations to them, which continued episodes never saw)
-            "observation_statistics": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
-            "reward_statistics": None if self.reward_scaler is None else self.reward_scaler.stats.state_dict(),
-            "reward_returns": None if self.reward_scaler is None else _to_tensor(self.reward_scaler.returns),
+            **self._statistics(),
         }
 
     def continue_in_flight(self, saved: dict[str, Any], seed: int | None) -> str | None:
@@ -221,11 +219,7 @@ class Collector:
             self.state = saved["state"].to(self.device)
         self.episode_return = _to_array(saved["episode_return"])
         self.episode_length = _to_array(saved["episode_length"])
-        if self.obs_normalizer is not None:
-            self.obs_normalizer.load_state_dict(saved["observation_statistics"])
-        if self.reward_scaler is not None:
-            self.reward_scaler.stats.load_state_dict(saved["reward_statistics"])
-            self.reward_scaler.returns = _to_array(saved["reward_returns"])
+        self._load_statistics(saved)
         return None
 
     def collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
@@ -347,23 +341,30 @@ class Collector:
         hint = " ([n_envs, *observation shape])" if problem.kind == "shape" else ""
         raise EnvironmentFaultError(f"the vector env returned observations {problem.detail}{hint} {when}")
 
-    def _learning_state(self) -> tuple:
-        """What a rollout changes besides the env: the generator and the normalizer statistics."""
+    def _statistics(self) -> dict[str, Any]:
+        """The normalizers' running statistics and the reward scaler's running returns (a copy)."""
         scaler = self.reward_scaler
-        return (
-            self.generator.get_state(),
-            None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
-            None if scaler is None else (scaler.stats.state_dict(), scaler.returns.copy()),
-        )
+        return {
+            "observation_statistics": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
+            "reward_statistics": None if scaler is None else scaler.stats.state_dict(),
+            "reward_returns": None if scaler is None else _to_tensor(scaler.returns),
+        }
+
+    def _load_statistics(self, saved: dict[str, Any]) -> None:
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(saved["observation_statistics"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.stats.load_state_dict(saved["reward_statistics"])
+            self.reward_scaler.returns = _to_array(saved["reward_returns"])
+
+    def _learning_state(self) -> tuple:
+        """What a rollout changes besides the env: the generator and the statistics."""
+        return self.generator.get_state(), self._statistics()
 
     def _restore(self, saved: tuple) -> None:
-        generator_state, obs_stats, reward_state = saved
+        generator_state, statistics = saved
         self.generator.set_state(generator_state)
-        if self.obs_normalizer is not None:
-            self.obs_normalizer.load_state_dict(obs_stats)
-        if self.reward_scaler is not None:
-            self.reward_scaler.stats.load_state_dict(reward_state[0])
-            self.reward_scaler.returns = reward_state[1]
+        self._load_statistics(statistics)
 
     def _observe(self, obs: Any) -> Observation:
         """Raw env observations as stored and seen by the policy (vector leaves normalized,
