@@ -3,7 +3,6 @@ predict(deterministic=True) does on observations from the env."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -99,10 +98,8 @@ def run_exported(agent: Agent, seen: list, call) -> np.ndarray:  # noqa: ANN001 
 
 
 def onnx_session(agent: Agent, tmp_path: Path, deterministic: bool = True) -> onnxruntime.InferenceSession:
-    """``agent`` exported to ONNX (the exporter's notes on its internals silenced), loaded."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = export(agent, tmp_path / "policy.onnx", "onnx", deterministic=deterministic)
+    """``agent`` exported to ONNX, loaded."""
+    path = export(agent, tmp_path / "policy.onnx", "onnx", deterministic=deterministic)
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 

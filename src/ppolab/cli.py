@@ -440,15 +440,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import warnings
-
     from ppolab.agent import Agent
     from ppolab.export import export, signature
 
     agent = Agent.load(args.run_dir, device="cpu")
-    with warnings.catch_warnings():  # the exporters' notes on their own internals
-        warnings.simplefilter("ignore")
-        path = export(agent, args.out, args.format, deterministic=not args.sample)
+    path = export(agent, args.out, args.format, deterministic=not args.sample)
     inputs, outputs = signature(agent)
     print(f"{agent.env_id}: {args.format} policy ({'sampled' if args.sample else 'most likely'} actions) -> {path}\n"
           f"inputs: {'; '.join(p.describe() for p in inputs)}\n"

@@ -25,6 +25,7 @@ first step, then the ``next_state`` output of the previous step. Outputs: ``acti
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,9 @@ def export(agent: Any, path: str | Path, format: str = "onnx", deterministic: bo
     example = module.example_inputs()
     inputs, outputs = signature(agent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    # torch.jit's deprecation and the ONNX exporter's notes on its own internals are not the user's
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         if format == "torchscript":
             traced = torch.jit.trace(module, example, check_trace=False)
             torch.jit.save(traced, str(path))
