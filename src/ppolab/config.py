@@ -418,8 +418,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {"ppo": {
         gamma=0.98, gae_lambda=0.8, normalize_observations=True, normalize_rewards=True,
     ),
     # Pendulum's settings (gamma 0.95, reward scaling) with an LSTM of 64, 16 envs x 128 steps and
-    # lr 2e-3: seeds 0-2 reached -250 at 116k-132k steps, 37-43 s each; without memory the same
-    # settings stay near -1140 (random play). The zoo's ppo_lstm settings use gSDE, which ppolab lacks.
+    # lr 2e-3: seeds 0-2 reached -250 at 135k, 148k and 238k steps, 42-66 s each (benchmarks/contrib.py);
+    # without memory the same settings stay near -1140 (random play). The zoo's ppo_lstm settings
+    # use gSDE, which ppolab lacks.
     "ppolab/PendulumNoVelocity-v1": dict(
         recurrent="lstm", recurrent_hidden_size=64, hidden_sizes=(64,), activation="relu",
         n_envs=16, n_steps=128, total_steps=123 * 2048, learning_rate=2e-3, n_epochs=10, minibatch_size=512,
