@@ -192,6 +192,12 @@ class Agent:
         resume only checkpoints you trust, or pass ``new_episodes=True`` to start new episodes
         instead. Envs that could not be saved start new episodes too, with a note on stderr.
         """
+        self.prepare_resume(new_episodes)
+        return train(self, reporter, callback)
+
+    def prepare_resume(self, new_episodes: bool = False) -> None:
+        """Everything :meth:`resume` does before training (a population resumes its agents
+        with it, see :mod:`ppolab.population`)."""
         if self.collector is None:
             raise ModelFileError("this agent was loaded without an environment; use "
                                  f"{type(self).__name__}.load(path, env=...) to resume training")
@@ -209,7 +215,6 @@ class Agent:
                 print(f"note: the episodes in flight at the checkpoint cannot be continued ({problem}); "
                       "the resumed run starts new ones", file=sys.stderr)
         self._in_flight = None
-        return train(self, reporter, callback)
 
     @property
     def uses_action_masks(self) -> bool:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from ppolab.distributions import Distribution
+from ppolab.losses import MaskedMean
 from ppolab.observations import Observation, tree_map
 from ppolab.policies import ActorCritic
 from ppolab.rollout import Rollout
@@ -180,11 +181,18 @@ def minibatch_bounds(n: int, batch_size: int, minibatch_size: int) -> list[int]:
     return [n * i // count for i in range(count + 1)]
 
 
-def normalized(advantages: torch.Tensor) -> torch.Tensor:
-    """(A - mean) / (std + 1e-8), or A unchanged for a single sample."""
-    if advantages.numel() < 2:
-        return advantages
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+def normalized(advantages: torch.Tensor, mean: MaskedMean | None = None) -> torch.Tensor:
+    """(A - mean) / (std + 1e-8), or A unchanged for a single sample; the std is the unbiased
+    one, as ``torch.std``. With a :class:`~ppolab.losses.MaskedMean`, per row of ``[P, L]`` over
+    its valid entries."""
+    if mean is None:
+        if advantages.numel() < 2:
+            return advantages
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    centered = advantages - mean(advantages).unsqueeze(-1)
+    n = mean.count
+    std = (mean(centered**2) * n / (n - 1)).sqrt().unsqueeze(-1)
+    return torch.where((n >= 2).unsqueeze(-1), centered / (std + 1e-8), advantages)
 
 
 def to_batch(rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> Batch:

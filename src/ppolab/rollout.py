@@ -232,93 +232,122 @@ class Collector:
         step t is ``global_step + t * N``, the env steps taken before it. On any exception the
         normalizer statistics and the generator are put back as they were before the rollout.
         """
-        saved = self._learning_state()
-        self.between_rollouts = False
+        saved = self.begin()
         try:
             collected = self._collect(global_step)
         except BaseException:
-            self._restore(saved)
+            self.abort(saved)
             raise
         self.between_rollouts = True
         return collected
 
     @torch.no_grad()
     def _collect(self, global_step: int) -> tuple[Rollout, list[Episode]]:
-        r, policy, gen, action_spec = self.rollout, self.policy, self.generator, self.info.action
-        device, on_cpu = self.device, self.device.type == "cpu"
-        structured, scores_from_info = self.spec.structured, self.info.scores_from_info
+        policy, device = self.policy, self.device
         episodes: list[Episode] = []
         for t in range(self.n_steps):
-            if structured:
-                obs = {k: torch.from_numpy(v) for k, v in self.obs.items()}
-                for k, v in obs.items():
-                    r.observations[k][t] = v
-            else:
-                obs = torch.from_numpy(self.obs)
-                r.observations[t] = obs
-            if not on_cpu:
-                obs = tree_map(lambda x: x.to(device, non_blocking=True), obs)
-            mask = None
-            if self.mask is not None:
-                mask = torch.from_numpy(self.mask)
-                r.masks[t] = mask
-                mask = mask if on_cpu else mask.to(device, non_blocking=True)
+            obs, mask = self.observe(t)
             if self.state is None:
                 dist, value = policy(obs, mask)
             else:
-                r.states[t] = self.state
-                r.starts[t] = starts = torch.from_numpy(self.episode_start)
+                self.rollout.states[t] = self.state
+                self.rollout.starts[t] = starts = torch.from_numpy(self.episode_start)
                 dist, value, self.state = policy.step(obs, self.state, starts.to(device), mask)
-            action = dist.sample(gen)
-            r.actions[t] = action
-            r.log_probs[t] = dist.log_prob(action)
-            r.values[t] = value
-            valid = ~self.autoreset_next
-            r.valid[t] = torch.from_numpy(valid)
-
-            try:
-                next_obs, reward, terminated, truncated, infos = self.env.step(
-                    action_spec.to_env(r.actions[t].numpy()))
-            except Exception as exc:
-                if _passes_through(exc):
-                    raise
-                raise _fault(exc, "step()", f"at step {global_step + t * self.n_envs:,}") from exc
-            next_obs = self._checked(next_obs, global_step + t * self.n_envs)
-            reward = np.asarray(reward, dtype=np.float64)
-            if not np.isfinite(reward).all():
-                raise _non_finite(reward, "reward", f"at step {global_step + t * self.n_envs:,}")
-            terminated = np.asarray(terminated, dtype=bool)
-            truncated = np.asarray(truncated, dtype=bool)
-            scaled = reward if self.reward_scaler is None else self.reward_scaler(
-                reward, valid, terminated | truncated)
-            r.rewards[t] = torch.from_numpy(scaled)
-            r.terminated[t] = torch.from_numpy(terminated)
-            r.truncated[t] = torch.from_numpy(truncated)
-
-            step = global_step + (t + 1) * self.n_envs
-            if scores_from_info:
-                episodes += _scored_episodes(infos, step)
-            else:
-                self.episode_return += reward * valid
-                self.episode_length += valid
-                ended = (terminated | truncated) & valid
-                if ended.any():
-                    for i in np.flatnonzero(ended):
-                        episodes.append(Episode(float(self.episode_return[i]), int(self.episode_length[i]), step))
-                    self.episode_return[ended] = 0.0
-                    self.episode_length[ended] = 0
-            self.episode_start = ~valid  # an autoreset step: the next observation starts an episode
-            self.autoreset_next = terminated | truncated
-            self.obs = self._observe(next_obs)
-            if self.mask is not None:
-                self.mask = self._masks(infos, ~self.autoreset_next, f"at step {global_step + t * self.n_envs:,}")
-        last = tree_map(lambda x: torch.from_numpy(x).to(device), self.obs)
+            episodes += self.act(t, dist, value, global_step)
+        last = self.last_observation()
         if self.state is None:
-            r.last_values.copy_(policy.value(last))
+            self.rollout.last_values.copy_(policy.value(last))
         else:  # V(s_T) with the state its episode has (zero if s_T starts one)
             starts = torch.from_numpy(self.episode_start).to(device)
-            r.last_values.copy_(policy.step(last, self.state, starts)[1])
-        return r, episodes
+            self.rollout.last_values.copy_(policy.step(last, self.state, starts)[1])
+        return self.rollout, episodes
+
+    # --- one rollout in steps, for whoever evaluates the policy (collect(), or a population's
+    # batched network, see ppolab.population): begin, then observe and act T times, then
+    # last_observation for V(s_T); abort(begin's value) puts the learning state back on failure.
+
+    def begin(self) -> tuple:
+        """Start a rollout; returns what :meth:`abort` needs."""
+        self.between_rollouts = False
+        return self._learning_state()
+
+    def abort(self, saved: tuple) -> None:
+        """After a failed rollout: the generator and statistics as they were at :meth:`begin`."""
+        self._restore(saved)
+
+    def observe(self, t: int) -> tuple[Observation, torch.Tensor | None]:
+        """Store the current observations (and masks) as step ``t``'s and return them on the
+        policy's device."""
+        r, device, on_cpu = self.rollout, self.device, self.device.type == "cpu"
+        if self.spec.structured:
+            obs = {k: torch.from_numpy(v) for k, v in self.obs.items()}
+            for k, v in obs.items():
+                r.observations[k][t] = v
+        else:
+            obs = torch.from_numpy(self.obs)
+            r.observations[t] = obs
+        if not on_cpu:
+            obs = tree_map(lambda x: x.to(device, non_blocking=True), obs)
+        mask = None
+        if self.mask is not None:
+            mask = torch.from_numpy(self.mask)
+            r.masks[t] = mask
+            mask = mask if on_cpu else mask.to(device, non_blocking=True)
+        return obs, mask
+
+    def act(self, t: int, dist: Any, value: torch.Tensor, global_step: int) -> list[Episode]:
+        """Sample step ``t``'s actions from ``dist`` (pi at :meth:`observe`'s observations) with
+        this collector's generator, store them with ``value``, step the envs, and return the
+        episodes that ended."""
+        r, action_spec, scores_from_info = self.rollout, self.info.action, self.info.scores_from_info
+        episodes: list[Episode] = []
+        action = dist.sample(self.generator)
+        r.actions[t] = action
+        r.log_probs[t] = dist.log_prob(action)
+        r.values[t] = value
+        valid = ~self.autoreset_next
+        r.valid[t] = torch.from_numpy(valid)
+
+        try:
+            next_obs, reward, terminated, truncated, infos = self.env.step(action_spec.to_env(r.actions[t].numpy()))
+        except Exception as exc:
+            if _passes_through(exc):
+                raise
+            raise _fault(exc, "step()", f"at step {global_step + t * self.n_envs:,}") from exc
+        next_obs = self._checked(next_obs, global_step + t * self.n_envs)
+        reward = np.asarray(reward, dtype=np.float64)
+        if not np.isfinite(reward).all():
+            raise _non_finite(reward, "reward", f"at step {global_step + t * self.n_envs:,}")
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        scaled = reward if self.reward_scaler is None else self.reward_scaler(
+            reward, valid, terminated | truncated)
+        r.rewards[t] = torch.from_numpy(scaled)
+        r.terminated[t] = torch.from_numpy(terminated)
+        r.truncated[t] = torch.from_numpy(truncated)
+
+        step = global_step + (t + 1) * self.n_envs
+        if scores_from_info:
+            episodes += _scored_episodes(infos, step)
+        else:
+            self.episode_return += reward * valid
+            self.episode_length += valid
+            ended = (terminated | truncated) & valid
+            if ended.any():
+                for i in np.flatnonzero(ended):
+                    episodes.append(Episode(float(self.episode_return[i]), int(self.episode_length[i]), step))
+                self.episode_return[ended] = 0.0
+                self.episode_length[ended] = 0
+        self.episode_start = ~valid  # an autoreset step: the next observation starts an episode
+        self.autoreset_next = terminated | truncated
+        self.obs = self._observe(next_obs)
+        if self.mask is not None:
+            self.mask = self._masks(infos, ~self.autoreset_next, f"at step {global_step + t * self.n_envs:,}")
+        return episodes
+
+    def last_observation(self) -> Observation:
+        """s_T, after the last step, on the policy's device (for V(s_T))."""
+        return tree_map(lambda x: torch.from_numpy(x).to(self.device), self.obs)
 
     def _masks(self, infos: dict, needed: np.ndarray, when: str) -> np.ndarray | None:
         """The action masks ``[N, A]`` of the current states (None without masking); ``needed``

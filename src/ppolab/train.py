@@ -22,9 +22,9 @@ from ppolab import losses
 from ppolab.clock import since_process_start
 from ppolab.config import Config
 from ppolab.errors import EnvironmentFaultError, TrainingDivergedError
-from ppolab.batches import training_batch
+from ppolab.batches import AnyBatch, training_batch
 from ppolab.policies import ActorCritic
-from ppolab.rollout import Collector, Episode
+from ppolab.rollout import Collector, Episode, Rollout
 
 
 class Agent(Protocol):
@@ -96,6 +96,84 @@ def plan(agent: Agent, total_steps: int) -> None:
     agent.schedule = (agent.global_step, planned_steps(total_steps, agent.config.batch_size))
 
 
+def updates_left(agent: Agent) -> int:
+    """The updates left in the agent's schedule (see :func:`plan`)."""
+    if agent.schedule is None:
+        raise ValueError("train() needs agent.schedule; call plan() first")
+    start, planned = agent.schedule
+    return max(0, (start + planned - agent.global_step) // agent.config.batch_size)
+
+
+def learning_rate(agent: Agent) -> float:
+    """The learning rate of the agent's next update: annealed linearly to 0 over its schedule,
+    if ``anneal_lr``."""
+    cfg = agent.config
+    start, planned = agent.schedule
+    progress = (agent.global_step - start) / planned
+    return cfg.learning_rate * (1.0 - progress) if cfg.anneal_lr else cfg.learning_rate
+
+
+def record_episodes(agent: Agent, episodes: list[Episode], check_solved: bool) -> int | None:
+    """Count the finished ``episodes`` into the agent's counters and rolling windows; with
+    ``check_solved``, returns the end step of the first of them after which the rolling mean
+    return reached the reward threshold (the window full), else None."""
+    threshold, window = agent.reward_threshold, agent.recent_returns
+    solved_at = None
+    for ep in episodes:
+        window.append(ep.ret)
+        agent.recent_lengths.append(ep.length)
+        agent.episode_count += 1
+        if (check_solved and solved_at is None and threshold is not None and len(window) == window.maxlen
+                and sum(window) / len(window) >= threshold):
+            solved_at = ep.end_step
+    return solved_at
+
+
+def training_data(agent: Agent, rollout: Rollout) -> AnyBatch:
+    """The update's batch: the rollout's valid transitions with their advantage estimates and
+    value targets (the config's estimator, gamma and lambda)."""
+    cfg = agent.config
+    advantages = adv_lib.estimate_advantages(
+        cfg.advantage_estimator, rollout.rewards, rollout.values, rollout.next_values,
+        rollout.terminated, rollout.episode_end, cfg.gamma, cfg.gae_lambda, cfg.n_step,
+    )
+    returns = adv_lib.value_targets(advantages, rollout.values)
+    return training_batch(rollout, advantages, returns, cfg.sequence_length)
+
+
+def update_row(agent: Agent, lr: float, stats: dict[str, float], explained_variance: float,
+               steps_per_second: float) -> dict[str, Any]:
+    """One row of ``metrics.csv``: the update's diagnostics and where the agent stands."""
+    return {
+        "update": agent.updates,
+        "global_step": agent.global_step,
+        "wall_seconds": round(since_process_start(), 4),
+        "sps": steps_per_second,
+        "learning_rate": lr,
+        **stats,
+        "explained_variance": explained_variance,
+        "episodes": agent.episode_count,
+        "rolling_return": rolling_mean(agent.recent_returns),
+        "rolling_length": rolling_mean(agent.recent_lengths),
+    }
+
+
+def train_result(agent: Agent, solved_at_step: int | None, solved_at_seconds: float | None) -> TrainResult:
+    """Where the agent stands at the end of a ``learn`` call (see :class:`TrainResult`)."""
+    return TrainResult(
+        total_steps=agent.global_step,
+        updates=agent.updates,
+        episodes=agent.episode_count,
+        wall_seconds=since_process_start(),
+        solved=solved_at_step is not None,
+        solved_at_step=solved_at_step,
+        solved_at_seconds=solved_at_seconds,
+        final_mean_return_100=rolling_mean(agent.recent_returns),
+        reward_threshold=agent.reward_threshold,
+        episode_returns=list(agent.recent_returns),
+    )
+
+
 def train(
     agent: Agent,
     reporter: Reporter | None = None,
@@ -111,13 +189,7 @@ def train(
     """
     cfg = agent.config
     batch_size = cfg.batch_size
-    if agent.schedule is None:
-        raise ValueError("train() needs agent.schedule; call plan() first")
-    start, planned = agent.schedule
-    n_updates = max(0, (start + planned - agent.global_step) // batch_size)
-    threshold = agent.reward_threshold
-    window = agent.recent_returns
-    lengths = agent.recent_lengths
+    n_updates = updates_left(agent)
     solved_at_step = solved_at_seconds = None
     stopped_by_callback = False
     if reporter:
@@ -125,32 +197,22 @@ def train(
     last_time, last_step = time.perf_counter(), agent.global_step
 
     for _ in range(n_updates):
-        progress = (agent.global_step - start) / planned
-        lr = cfg.learning_rate * (1.0 - progress) if cfg.anneal_lr else cfg.learning_rate
+        lr = learning_rate(agent)
         try:
             rollout, episodes = agent.collector.collect(agent.global_step)
         except EnvironmentFaultError as exc:
             saved = reporter.on_fault(agent) if reporter else ""
             raise EnvironmentFaultError(f"{exc}{saved}") from exc
         agent.global_step += batch_size
-        for ep in episodes:
-            window.append(ep.ret)
-            lengths.append(ep.length)
-            agent.episode_count += 1
-            if (threshold is not None and solved_at_step is None and len(window) == window.maxlen
-                    and sum(window) / len(window) >= threshold):
-                solved_at_step, solved_at_seconds = ep.end_step, since_process_start()
+        solved = record_episodes(agent, episodes, solved_at_step is None)
+        if solved is not None:
+            solved_at_step, solved_at_seconds = solved, since_process_start()
         if reporter and episodes:
             reporter.on_episodes(episodes)
         if solved_at_step is not None and cfg.stop_when_solved:
             break
 
-        advantages = adv_lib.estimate_advantages(
-            cfg.advantage_estimator, rollout.rewards, rollout.values, rollout.next_values,
-            rollout.terminated, rollout.episode_end, cfg.gamma, cfg.gae_lambda, cfg.n_step,
-        )
-        returns = adv_lib.value_targets(advantages, rollout.values)
-        batch = training_batch(rollout, advantages, returns, cfg.sequence_length)
+        batch = training_data(agent, rollout)
         if len(batch) == 0:  # every step was an autoreset step (possible with n_steps=1)
             continue
         try:
@@ -162,18 +224,8 @@ def train(
         agent.updates += 1
 
         now = time.perf_counter()
-        row: dict[str, Any] = {
-            "update": agent.updates,
-            "global_step": agent.global_step,
-            "wall_seconds": round(since_process_start(), 4),
-            "sps": (agent.global_step - last_step) / max(now - last_time, 1e-9),
-            "learning_rate": lr,
-            **stats,
-            "explained_variance": losses.explained_variance(batch.values, batch.returns).item(),
-            "episodes": agent.episode_count,
-            "rolling_return": rolling_mean(window),
-            "rolling_length": rolling_mean(lengths),
-        }
+        row = update_row(agent, lr, stats, losses.explained_variance(batch.values, batch.returns).item(),
+                         (agent.global_step - last_step) / max(now - last_time, 1e-9))
         last_time, last_step = now, agent.global_step
         if reporter:
             reporter.on_update(row)
@@ -182,18 +234,7 @@ def train(
             break
 
 
-    result = TrainResult(
-        total_steps=agent.global_step,
-        updates=agent.updates,
-        episodes=agent.episode_count,
-        wall_seconds=since_process_start(),
-        solved=solved_at_step is not None,
-        solved_at_step=solved_at_step,
-        solved_at_seconds=solved_at_seconds,
-        final_mean_return_100=rolling_mean(window),
-        reward_threshold=threshold,
-        episode_returns=list(window),
-    )
+    result = train_result(agent, solved_at_step, solved_at_seconds)
     if reporter:
         reporter.on_end(agent, result)  # its final checkpoint keeps the schedule (see resume)
     if not stopped_by_callback:

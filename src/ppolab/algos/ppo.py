@@ -18,10 +18,15 @@ approximate KL to pi_old exceeds it (before that minibatch's step).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
 import torch
 
 from ppolab import losses
 from ppolab.config import PPOConfig
+from ppolab.distributions import Distribution
+from ppolab.losses import MaskedMean
 from ppolab.optim import Adam, gradient_step
 from ppolab.policies import ActorCritic
 from ppolab.batches import AnyBatch, minibatch_bounds, normalized
@@ -30,13 +35,55 @@ from ppolab.batches import AnyBatch, minibatch_bounds, normalized
 _STATS = ("policy_loss", "value_loss", "entropy", "approx_kl_logr", "approx_kl", "clip_fraction", "grad_norm")
 
 
-def _policy_loss(c: PPOConfig, new_logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
-                 kl: torch.Tensor | None, beta: float) -> torch.Tensor:
+@dataclass(frozen=True)
+class Coefficients:
+    """The coefficients of one minibatch's objective: floats for one agent, or for a population
+    (:mod:`ppolab.population`) ``[P, 1]`` tensors (``clip``, applied per sample) and ``[P]``
+    tensors (``vf``, ``ent``, applied per agent), one entry per agent."""
+
+    clip: float | torch.Tensor  # epsilon
+    vf: float | torch.Tensor  # c1
+    ent: float | torch.Tensor  # c2
+
+    @classmethod
+    def of(cls, config: PPOConfig) -> Coefficients:
+        return cls(config.clip_coef, config.vf_coef, config.ent_coef)
+
+
+class Losses(NamedTuple):
+    """One minibatch's objective and its diagnostics (scalars, or ``[P]`` for a population)."""
+
+    total: torch.Tensor  # L(theta), to minimize
+    policy: torch.Tensor  # -L^POL
+    value: torch.Tensor  # L^VF
+    entropy: torch.Tensor  # E[H], detached
+    kl_logr: torch.Tensor  # the k1 estimate of KL(pi_old || pi_theta), no gradient
+    kl: torch.Tensor  # the k3 estimate
+    clip_fraction: torch.Tensor
+
+
+def minibatch_losses(c: PPOConfig, coef: Coefficients, dist: Distribution, values: torch.Tensor, mb: Any,
+                     masked: MaskedMean | None = None, reference: Distribution | None = None,
+                     beta: float = 0.0) -> Losses:
+    """L(theta) for one minibatch ``mb`` (its ``actions, log_probs, values, returns,
+    advantages``) given pi_theta and V_theta there; with ``masked``, per agent over ``[P, L]``
+    padded minibatches. ``reference`` is pi_old for PPO-KL, with penalty coefficient ``beta``."""
+    mean = torch.mean if masked is None else masked
+    new_logp = dist.log_prob(mb.actions)
+    advantages = normalized(mb.advantages, masked) if c.normalize_advantages else mb.advantages
+    with torch.no_grad():
+        kl_logr, kl = losses.approx_kl(new_logp, mb.log_probs, mean)
+        clipfrac = losses.clip_fraction(new_logp, mb.log_probs, coef.clip, mean)
     if c.policy_objective == "clip":
-        return losses.clipped_surrogate(new_logp, old_logp, advantages, c.clip_coef)
-    if c.policy_objective == "kl_penalty":
-        return losses.kl_penalized_surrogate(new_logp, old_logp, advantages, kl, beta)
-    return losses.surrogate(new_logp, old_logp, advantages)
+        pg_loss = losses.clipped_surrogate(new_logp, mb.log_probs, advantages, coef.clip, mean)
+    elif c.policy_objective == "kl_penalty":
+        pg_loss = losses.kl_penalized_surrogate(new_logp, mb.log_probs, advantages, reference.kl(dist), beta)
+    else:
+        pg_loss = losses.surrogate(new_logp, mb.log_probs, advantages)
+    v_loss = losses.value_loss(values, mb.values, mb.returns, coef.clip if c.clip_value_loss else None, mean)
+    ent = mean(dist.entropy())
+    total = pg_loss + coef.vf * v_loss - coef.ent * ent
+    return Losses(total, pg_loss, v_loss, ent.detach(), kl_logr, kl, clipfrac)
 
 
 class PPOUpdate:
@@ -71,7 +118,7 @@ class PPOUpdate:
         opt.lr = lr
         n = batch.units  # transitions, or sequences for a recurrent policy
         bounds = minibatch_bounds(n, c.batch_size, c.minibatch_size)
-        vclip = c.clip_coef if c.clip_value_loss else None
+        coef = Coefficients.of(c)
         penalized = c.policy_objective == "kl_penalty"
         if penalized:
             batch = batch.with_reference(policy)  # pi_old, carried into every minibatch
@@ -85,25 +132,14 @@ class PPOUpdate:
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 mb = shuffled.slice(lo, hi)
                 dist, values = mb.forward(policy)
-                new_logp, entropy = dist.log_prob(mb.actions), dist.entropy()
-                advantages = mb.advantages
-                if c.normalize_advantages:
-                    advantages = normalized(advantages)
-                with torch.no_grad():
-                    kl_logr, kl = losses.approx_kl(new_logp, mb.log_probs)
-                if c.target_kl is not None and kl.item() > c.target_kl:
+                out = minibatch_losses(c, coef, dist, values, mb, reference=mb.reference, beta=beta)
+                if c.target_kl is not None and out.kl.item() > c.target_kl:
                     stopped_early = True
                     break
-                exact_kl = mb.reference.kl(dist) if penalized else None
-                pg_loss = _policy_loss(c, new_logp, mb.log_probs, advantages, exact_kl, beta)
-                v_loss = losses.value_loss(values, mb.values, mb.returns, vclip)
-                ent = entropy.mean()
-                loss = pg_loss + c.vf_coef * v_loss - c.ent_coef * ent
-
-                grad_norm = gradient_step(opt, loss, c.max_grad_norm, policy_loss=pg_loss, value_loss=v_loss)
-                clipfrac = losses.clip_fraction(new_logp.detach(), mb.log_probs, c.clip_coef)
-                history.append(torch.stack([pg_loss.detach(), v_loss.detach(), ent.detach(), kl_logr, kl,
-                                            clipfrac, grad_norm]))
+                grad_norm = gradient_step(opt, out.total, c.max_grad_norm, policy_loss=out.policy,
+                                          value_loss=out.value)
+                history.append(torch.stack([out.policy.detach(), out.value.detach(), out.entropy, out.kl_logr,
+                                            out.kl, out.clip_fraction, grad_norm]))
             if stopped_early:
                 break
             epochs_done += 1
