@@ -155,13 +155,14 @@ def test_each_member_leaves_an_ordinary_run_directory(tmp_path):
 def test_agents_that_cannot_share_a_population_are_refused_with_the_reason():
     cartpole = PPO("CartPole-v1")
     cases = [
-        ([cartpole, PPO("CartPole-v1", n_envs=8)], "n_envs differs (16 and 8)"),
+        ([cartpole, PPO("CartPole-v1", n_envs=32)], "n_envs differs (16 and 32)"),
         ([cartpole, PPO("CartPole-v1", hidden_sizes=(32,))], "hidden_sizes differs"),
         ([cartpole, PPO("CartPole-v1", recurrent="lstm")], "recurrent policies train one per process"),
         ([cartpole, TRPO("CartPole-v1")], "TRPO agents train one per process"),
         ([cartpole, PPO("CartPole-v1", policy_objective="kl_penalty")], "policy_objective=kl_penalty"),
-        ([cartpole, PPO("Acrobot-v1")], "the same observation and action spaces"),
-        ([PPO("envs_for_tests:TinyImageEnv")], "observations train one per process"),
+        ([cartpole, PPO("Acrobot-v1", config=cartpole.config)], "the same observation and action spaces"),
+        ([PPO("envs_for_tests:TinyImageEnv", cnn_channels=(4,), cnn_kernels=(3,), cnn_strides=(1,))],
+         "observations train one per process"),
         ([], "at least one agent"),
     ]
     for agents, reason in cases:
