@@ -22,6 +22,7 @@ from conftest import cli_env, ppolab_command
 from ppolab.errors import ConfigError, RunDirectoryError
 from ppolab.lab import stats
 from ppolab.lab.executors import LocalExecutor, RayExecutor
+from ppolab.lab.grouping import group
 from ppolab.lab.plan import SweepPlan, parse_grid
 from ppolab.lab.sweep import Sweep
 
@@ -111,12 +112,15 @@ def _start_ray_cluster() -> str:
 
 @pytest.mark.slow
 def test_local_ray_and_a_ray_cluster_give_the_same_per_trial_results(tmp_path: Path) -> None:
+    """With --population auto on 2 workers, each backend trains the same two populations of two."""
     outcomes = {}
+    units = group(tiny_plan().trials(), 2).units
+    assert [len(u) for u in units] == [2, 2]
     for name in ("local", "ray"):
         executor = LocalExecutor(2) if name == "local" else RayExecutor(workers=2)  # a real local Ray instance
         try:
             with Sweep.open(tmp_path / name, tiny_plan()) as sweep:
-                outcome = sweep.run(executor)
+                outcome = sweep.run(executor, units=units)
         finally:
             executor.close()
         assert (outcome.done, outcome.failed) == (4, 0)
@@ -201,7 +205,8 @@ def _wait_until(condition, proc: subprocess.Popen[str], timeout: float = 120) ->
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_a_killed_sweep_resumes_running_only_the_missing_trials(tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "s"
-    args = ["--grid", "clip_coef=0.1,0.3", "--seeds", "2", "--workers", "1", "--out", str(out), *FAST]
+    args = ["--grid", "clip_coef=0.1,0.3", "--seeds", "2", "--workers", "1", "--population", "off", "--out", str(out),
+            *FAST]
     proc = subprocess.Popen([*ppolab_command(), "sweep", "CartPole-v1", *args], env=cli_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 

@@ -21,6 +21,7 @@ from ppolab import clock  # noqa: F401  (records the process start time first)
 
 if TYPE_CHECKING:
     from ppolab.agent import Agent
+    from ppolab.lab.grouping import Grouping
     from ppolab.lab.plan import SweepPlan
     from ppolab.lab.sweep import Sweep
     from ppolab.rundir import RunReporter
@@ -212,6 +213,10 @@ def _add_lab_commands(sub: argparse._SubParsersAction) -> None:
                        help="trials at a time (default: the machine's cores, or the Ray cluster's CPUs)")
         p.add_argument("--backend", choices=("local", "ray"), default="local",
                        help="local: a process per trial on this machine; ray: Ray tasks (pip install 'ppolab[ray]')")
+        p.add_argument("--population", choices=("auto", "off"), default="auto",
+                       help="auto: trials that can share a process train side by side as populations, one per "
+                       "worker (PPO on flat vector observations; see the populations guide); off: a process per "
+                       "trial (default: auto)")
         p.add_argument("--address", metavar="ADDR",
                        help="--backend ray: the cluster to join (e.g. auto or ray://host:10001; default: start a local Ray)")
         p.add_argument("--out", metavar="DIR", help="the sweep directory (default: sweeps/<env>-<algo>-<keys>-<hash>, "
@@ -495,15 +500,18 @@ def _run_sweep(plan: SweepPlan, args: argparse.Namespace, write_report: bool) ->
     from ppolab.lab.sweep import run_sweep
     from ppolab.progress import TrialProgress
 
-    def announce(sweep: Sweep, workers: int) -> None:
+    def announce(sweep: Sweep, workers: int, grouping: Grouping) -> None:
         if not args.quiet:
             print(f"sweep of {len(plan.trials())} trials ({len(plan.configs)} configurations x "
                   f"{len(plan.seeds)} seeds) on {workers} workers ({args.backend}) -> {sweep.path}",
                   file=sys.stderr)
+            if grouping.units:
+                print(f"running {grouping.describe()}", file=sys.stderr)
 
     try:
         sweep, outcome = run_sweep(plan, args.out, args.backend, args.workers, args.address,
-                                   TrialProgress(f"sweep {plan.env_id}", quiet=args.quiet), announce)
+                                   TrialProgress(f"sweep {plan.env_id}", quiet=args.quiet), announce,
+                                   args.population)
     except KeyboardInterrupt:  # a second Ctrl-C: the status is saved on the way out all the same
         print("\nstopped at once; finished trials are kept: continue with the same command", file=sys.stderr)
         return 130

@@ -1,7 +1,10 @@
 """Where a sweep's trials run: a pool of local processes, or Ray tasks.
 
-Both run :mod:`ppolab.lab.trial` on a :class:`~ppolab.lab.plan.TrialSpec` and yield the same
-events; the run directories end up in the sweep directory either way.
+Both take units of work, each one trial or the members of a population
+(:mod:`ppolab.lab.grouping`), run :mod:`ppolab.lab.trial` on them, and yield the same events,
+one per trial; the run directories end up in the sweep directory either way. A population
+occupies one worker. When a population's process or task dies, its members that have no
+outcome are retried once, each in a process (or task) of its own.
 """
 
 from __future__ import annotations
@@ -38,10 +41,13 @@ class Finished:
     error: str | None
 
 
+Unit = list[TrialSpec]  # one trial, or a population's members
+
+
 class Executor(Protocol):
     workers: int
 
-    def run(self, specs: list[TrialSpec], sweep_dir: Path,
+    def run(self, units: list[Unit], sweep_dir: Path,
             should_stop: Callable[[], bool]) -> Iterator[Started | Finished]: ...
 
     def close(self) -> None: ...
@@ -88,31 +94,47 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or available_cores()
 
-    def run(self, specs: list[TrialSpec], sweep_dir: Path,
+    def run(self, units: list[Unit], sweep_dir: Path,
             should_stop: Callable[[], bool]) -> Iterator[Started | Finished]:
-        from ppolab.lab.trial import trial_process
+        from ppolab.lab.trial import population_process, trial_process
 
         context = _fork_server()
         work, logs = sweep_dir / ".trials", sweep_dir / "logs"
         work.mkdir(exist_ok=True)
         logs.mkdir(exist_ok=True)
-        queue = deque(specs)
-        running: dict[str, tuple[multiprocessing.process.BaseProcess, Path, Path]] = {}
+        queue = deque(units)
+        running: dict[int, tuple[multiprocessing.process.BaseProcess, Unit, Path]] = {}
         try:
             while (queue or running) and not should_stop():
                 while queue and len(running) < self.workers:
-                    spec = queue.popleft()
-                    result_path, log_path = work / f"{spec.name}.result.json", logs / f"{spec.name}.log"
-                    result_path.unlink(missing_ok=True)
-                    process = context.Process(target=trial_process, name=f"ppolab trial {spec.name}",
-                                              args=(spec, sweep_dir / "runs" / spec.name, result_path, log_path))
+                    unit = queue.popleft()
+                    log_path = logs / f"{unit[0].name}.log"
+                    results = [work / f"{spec.name}.result.json" for spec in unit]
+                    for path in results:
+                        path.unlink(missing_ok=True)
+                    run_dirs = [sweep_dir / "runs" / spec.name for spec in unit]
+                    if len(unit) == 1:
+                        target, args = trial_process, (unit[0], run_dirs[0], results[0], log_path)
+                    else:
+                        target, args = population_process, (unit, run_dirs, results, log_path)
+                    process = context.Process(target=target, name=f"ppolab trial {unit[0].name}", args=args)
                     process.start()
-                    running[spec.name] = (process, result_path, log_path)
-                    yield Started(spec.name, process.pid)
-                for name, (process, result_path, log_path) in list(running.items()):
-                    if process.exitcode is not None:
-                        del running[name]
-                        yield self._finished(name, process.exitcode, result_path, log_path)
+                    running[process.pid] = (process, unit, log_path)
+                    for spec in unit:
+                        yield Started(spec.name, process.pid)
+                for pid, (process, unit, log_path) in list(running.items()):
+                    if process.exitcode is None:
+                        continue
+                    del running[pid]
+                    for spec in unit:
+                        result_path = work / f"{spec.name}.result.json"
+                        if len(unit) > 1 and not result_path.is_file():
+                            queue.append([spec])  # its population died before its outcome: again, alone
+                            continue
+                        if spec is not unit[0]:
+                            (logs / f"{spec.name}.log").write_text(
+                                f"trained in a population with {unit[0].name} and others: its output is in {log_path.name}\n")
+                        yield self._finished(spec.name, process.exitcode, result_path, log_path)
                 time.sleep(POLL_SECONDS)
         finally:
             for process, _, _ in running.values():
@@ -157,38 +179,48 @@ class RayExecutor:
                 raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
-    def run(self, specs: list[TrialSpec], sweep_dir: Path,
+    def run(self, units: list[Unit], sweep_dir: Path,
             should_stop: Callable[[], bool]) -> Iterator[Started | Finished]:
-        from ppolab.lab.trial import packed_outcome
+        from ppolab.lab.trial import packed_outcome, packed_population
 
         ray = self._ray
         task = ray.remote(num_cpus=1, max_retries=0)(packed_outcome)
-        queue = deque(specs)
-        in_flight: dict[Any, TrialSpec] = {}
+        population_task = ray.remote(num_cpus=1, max_retries=0)(packed_population)
+        queue = deque(units)
+        in_flight: dict[Any, Unit] = {}
         try:
             while (queue or in_flight) and not should_stop():
                 while queue and len(in_flight) < self.workers:
-                    spec = queue.popleft()
-                    in_flight[task.remote(asdict(spec))] = spec
-                    yield Started(spec.name)
+                    unit = queue.popleft()
+                    if len(unit) == 1:
+                        in_flight[task.remote(asdict(unit[0]))] = unit
+                    else:
+                        in_flight[population_task.remote([asdict(spec) for spec in unit])] = unit
+                    for spec in unit:
+                        yield Started(spec.name)
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS * 5)
                 for ref in ready:
-                    spec = in_flight.pop(ref)
-                    yield self._finished(ref, spec.name, sweep_dir)
+                    unit = in_flight.pop(ref)
+                    try:
+                        outcomes = self._ray.get(ref)
+                    except self._ray.exceptions.RayError as exc:
+                        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                        if len(unit) > 1:
+                            queue.extend([spec] for spec in unit)  # the population died: each again, alone
+                            continue
+                        yield Finished(unit[0].name, None, f"Ray task failed: {first_line}")
+                        continue
+                    for spec, outcome in zip(unit, outcomes if len(unit) > 1 else [outcomes]):
+                        yield self._finished(outcome, spec.name, sweep_dir)
         finally:
             for ref in in_flight:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
 
-    def _finished(self, ref: Any, name: str, sweep_dir: Path) -> Finished:
+    def _finished(self, outcome: dict[str, Any], name: str, sweep_dir: Path) -> Finished:
         """The task's outcome, with its run directory unpacked and its output in logs/."""
         from ppolab.lab.trial import unpack
 
-        try:
-            outcome = self._ray.get(ref)
-        except self._ray.exceptions.RayError as exc:
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return Finished(name, None, f"Ray task failed: {first_line}")
         try:
             (sweep_dir / "logs").mkdir(exist_ok=True)
             (sweep_dir / "logs" / f"{name}.log").write_text(outcome.get("log", ""))

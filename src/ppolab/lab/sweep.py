@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ppolab.errors import RunDirectoryError
+from ppolab.errors import ConfigError, RunDirectoryError
 from ppolab.files import read_json, write_json
 from ppolab.lab.executors import Executor, Finished, Started
+from ppolab.lab.grouping import Grouping
 from ppolab.lab.plan import SweepPlan, TrialSpec
 from ppolab.progress import TrialProgress
 
@@ -98,11 +99,15 @@ class Sweep:
     def todo(self) -> list[TrialSpec]:
         return [spec for spec in self.plan.trials() if self.status[spec.name]["state"] != "done"]
 
-    def run(self, executor: Executor, progress: TrialProgress | None = None) -> SweepOutcome:
-        """Run every trial that is not done; stop early (keeping what finished) on SIGINT/SIGTERM."""
+    def run(self, executor: Executor, progress: TrialProgress | None = None,
+            units: list[list[TrialSpec]] | None = None) -> SweepOutcome:
+        """Run every trial that is not done, as ``units`` (see :mod:`ppolab.lab.grouping`; default:
+        each trial alone); stop early (keeping what finished) on SIGINT/SIGTERM."""
         from ppolab.interrupts import GracefulStop
 
-        todo = self.todo()
+        if units is None:
+            units = [[spec] for spec in self.todo()]
+        todo = [spec for unit in units for spec in unit]
         outcome = SweepOutcome(done=0, failed=0, skipped=len(self.status) - len(todo))
         started: dict[str, float] = {}
         for spec in todo:
@@ -112,7 +117,7 @@ class Sweep:
             progress.start(total=len(self.status), done=outcome.skipped, workers=executor.workers)
         try:
             with GracefulStop(STOPPING) as stop, contextlib.closing(
-                    executor.run(todo, self.path, lambda: stop.requested is not None)) as events:
+                    executor.run(units, self.path, lambda: stop.requested is not None)) as events:
                 for event in events:
                     self._record(event, started, outcome)
                     if progress is not None:
@@ -153,20 +158,27 @@ class Sweep:
 
 def run_sweep(plan: SweepPlan, sweep_dir: str | Path | None = None, backend: str = "local",
               workers: int | None = None, address: str | None = None, progress: TrialProgress | None = None,
-              on_start: Callable[[Sweep, int], None] | None = None) -> tuple[Sweep, SweepOutcome]:
+              on_start: Callable[[Sweep, int, Grouping], None] | None = None,
+              population: str = "auto") -> tuple[Sweep, SweepOutcome]:
     """Run ``plan``, or what is left of it, in ``sweep_dir`` (default: ``sweeps/<plan.default_name()>``,
-    the same for the same plan) on the ``local`` or ``ray`` backend; ``on_start(sweep, workers)``
-    is called once the executor is up. The report is separate: :func:`ppolab.lab.report.write_report`."""
+    the same for the same plan) on the ``local`` or ``ray`` backend, the trials that can share a
+    process as populations (``population="auto"``, see :mod:`ppolab.lab.grouping`) or each in
+    its own (``"off"``); ``on_start(sweep, workers, grouping)`` is called once the executor is up.
+    The report is separate: :func:`ppolab.lab.report.write_report`."""
     from ppolab.envs import make_single_env
     from ppolab.lab.executors import make_executor
+    from ppolab.lab.grouping import POPULATION_MODES, group
 
+    if population not in POPULATION_MODES:
+        raise ConfigError(f"unknown population mode {population!r}: choose {' or '.join(POPULATION_MODES)}")
     make_single_env(plan.env_id).close()  # an unknown env fails here, not in every trial
     with Sweep.open(Path(sweep_dir) if sweep_dir else Path("sweeps") / plan.default_name(), plan) as sweep:
         executor = make_executor(backend, workers, address)
         try:
+            grouping = group(sweep.todo(), executor.workers, population)
             if on_start is not None:
-                on_start(sweep, executor.workers)
-            outcome = sweep.run(executor, progress)
+                on_start(sweep, executor.workers, grouping)
+            outcome = sweep.run(executor, progress, grouping.units)
         finally:
             executor.close()
         if outcome.interrupted_by is None:

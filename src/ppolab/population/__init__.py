@@ -30,31 +30,49 @@ STRUCTURAL = ("n_envs", "n_steps", "n_epochs", "minibatch_size", "hidden_sizes",
               "shared_encoder", "normalize_advantages", "clip_value_loss", "policy_objective", "device")
 
 
+def config_problem(algo: str, config: Any) -> str | None:
+    """Why an agent of ``algo`` with ``config`` cannot be a population member, or None."""
+    if algo != "ppo":
+        return f"{algo.upper()} agents train one per process (populations are PPO only)"
+    if config.recurrent != "none":
+        return "recurrent policies train one per process"
+    if config.policy_objective != "clip":
+        return f"policy_objective={config.policy_objective} trains one per process (populations use the clipped objective)"
+    if config.encoder:
+        return "a custom encoder trains one per process"
+    return None
+
+
+def observation_problem(spec: Any) -> str | None:
+    """Why observations of this :class:`~ppolab.observations.ObservationSpec` cannot be a
+    population's, or None (flat vectors: the MLP encoder)."""
+    if spec.structured or spec.single.kind != "vector":
+        return f"{spec.describe()} observations train one per process (populations take flat vectors)"
+    return None
+
+
+def structure(config: Any) -> tuple:
+    """The values of :data:`STRUCTURAL`: agents with equal ones can share a population."""
+    return tuple(getattr(config, name) for name in STRUCTURAL)
+
+
 def why_not(agents: list[Any]) -> str | None:
     """None if ``agents`` can train as one population, else why not, in one line."""
-    from ppolab.agent import PPO
-
     if not agents:
         return "a population needs at least one agent"
     first = agents[0]
     for agent in agents:
-        if not isinstance(agent, PPO):
-            return f"{type(agent).__name__} agents train one per process (populations are PPO only)"
-        c = agent.config
-        if c.recurrent != "none":
-            return "recurrent policies train one per process"
-        if c.policy_objective != "clip":
-            return f"policy_objective={c.policy_objective} trains one per process (populations use the clipped objective)"
-        if c.encoder or agent.policy._obs_ndim is None:
-            return (f"{agent.env_info.observation.describe()} observations train one per process "
-                    "(populations take flat vector observations)")
+        problem = (config_problem(getattr(agent, "algo", type(agent).__name__), agent.config)
+                   or observation_problem(agent.env_info.observation))
+        if problem is not None:
+            return problem
         if agent.collector is None:
             return "an agent loaded without an environment cannot train"
         if len(set(agent.algorithm.optimizer.steps)) > 1:
             return "an agent whose parameters were updated different numbers of times cannot join a population"
         for name in STRUCTURAL:
-            if getattr(c, name) != getattr(first.config, name):
-                return (f"{name} differs ({getattr(first.config, name)} and {getattr(c, name)}): members must "
+            if getattr(agent.config, name) != getattr(first.config, name):
+                return (f"{name} differs ({getattr(first.config, name)} and {getattr(agent.config, name)}): members must "
                         f"share {', '.join(STRUCTURAL)}")
         if agent.env_info.observation != first.env_info.observation or agent.env_info.action != first.env_info.action:
             return "members must have the same observation and action spaces"

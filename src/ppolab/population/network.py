@@ -87,6 +87,10 @@ class StackedPolicy:
         critic = features if self.critic_layers is self.actor_layers else self._trunk(self.critic_layers, x)
         return self._distribution(features, mask), _linear(critic, *self.value_head).squeeze(-1)
 
+    def distribution(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Distribution:
+        """pi_p(.|s) only, for observations ``[P, B, *obs]``."""
+        return self._distribution(self._trunk(self.actor_layers, self._features(obs)), mask)
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V_p(s) for observations ``[P, B, *obs]``."""
         return _linear(self._trunk(self.critic_layers, self._features(obs)), *self.value_head).squeeze(-1)
