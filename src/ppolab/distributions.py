@@ -11,10 +11,26 @@ vector-observation tasks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ppolab.action_spaces import ActionSpec
+
+# Where sampling noise comes from: one generator; a sequence of them, one per entry of the
+# leading axis (a population's agents, see ppolab.population), each drawing exactly what that
+# agent alone would draw; or None, torch's global generator.
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def _noise(draw: Callable[..., torch.Tensor], like: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """``torch.rand`` or ``torch.randn`` noise shaped like ``like``, from ``generator`` (see
+    :data:`Generators`)."""
+    if generator is None:  # *_like: an exported graph has no fixed shape
+        return torch.rand_like(like) if draw is torch.rand else torch.randn_like(like)
+    if isinstance(generator, torch.Generator):
+        return draw(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+    return torch.stack([draw(like.shape[1:], generator=g, dtype=like.dtype, device=like.device) for g in generator])
 
 
 def log_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -32,11 +48,10 @@ def entropy(log_probs: torch.Tensor) -> torch.Tensor:
     return -(log_probs.exp() * log_probs).sum(-1)
 
 
-def sample(log_probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample(log_probs: torch.Tensor, generator: Generators = None) -> torch.Tensor:
     """One action per row, drawn from pi(.|s) with the Gumbel-max trick (exact, and seeded by
     ``generator``): argmax_a (log pi(a|s) + G_a) with G_a ~ Gumbel(0, 1)."""
-    u = (torch.rand_like(log_probs) if generator is None  # *_like: an exported graph has no fixed shape
-         else torch.rand(log_probs.shape, generator=generator, dtype=log_probs.dtype, device=log_probs.device))
+    u = _noise(torch.rand, log_probs, generator)
     gumbel = -torch.log(-torch.log(u.clamp_(min=torch.finfo(u.dtype).tiny)))
     return (log_probs + gumbel).argmax(-1)
 
@@ -76,11 +91,9 @@ def gaussian_kl(mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Ten
     return (log_std_q - log_std_p + 0.5 * (var_ratio + mean_term) - 0.5).sum(-1)
 
 
-def gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def gaussian_sample(mean: torch.Tensor, log_std: torch.Tensor, generator: Generators = None) -> torch.Tensor:
     """a = mu + sigma * eps with eps ~ N(0, I)."""
-    eps = (torch.randn_like(mean) if generator is None
-           else torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device))
+    eps = _noise(torch.randn, mean, generator)
     return mean + torch.exp(log_std) * eps
 
 
@@ -115,7 +128,7 @@ def multi_entropy(log_probs: list[torch.Tensor]) -> torch.Tensor:
     return sum(entropy(lp) for lp in log_probs)
 
 
-def multi_sample(log_probs: list[torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+def multi_sample(log_probs: list[torch.Tensor], generator: Generators = None) -> torch.Tensor:
     """One action ``[..., K]``: each component sampled independently."""
     return torch.stack([sample(lp, generator) for lp in log_probs], dim=-1)
 
@@ -163,7 +176,7 @@ class Categorical:
             self._log_probs = log_softmax(self.logits)
         return self._log_probs
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, generator: Generators = None) -> torch.Tensor:
         return sample(self.log_probs, generator)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
@@ -204,7 +217,7 @@ class MultiCategorical:
             self._parts = multi_log_softmax(self.logits, self.nvec)
         return self._parts
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, generator: Generators = None) -> torch.Tensor:
         return multi_sample(self.parts, generator)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
@@ -238,7 +251,7 @@ class DiagGaussian:
         self.log_std = bounded_log_std(log_std).expand_as(mean)
         self.squash = squash
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, generator: Generators = None) -> torch.Tensor:
         return gaussian_sample(self.mean, self.log_std, generator)
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:

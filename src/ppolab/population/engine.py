@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from ppolab import losses
@@ -59,14 +60,30 @@ class _Member:
     saved: tuple | None = None  # the collector's state at the start of the rollout
 
 
+# The rollout fields the population writes for all agents at once, at every step.
+_SHARED = ("observations", "actions", "log_probs", "values", "masks")
+
+
 class _Stack:
-    """The stacked network, optimizer and update of the agents still training."""
+    """The stacked network, optimizer and update of the agents still training, and their
+    rollouts' per-step fields stacked ``[P, T, N, ...]`` (each agent's rollout holds views of
+    its slice, so that the lone code reads them as its own)."""
 
     def __init__(self, members: list[_Member]) -> None:
         agents = [m.agent for m in members]
         self.network = StackedPolicy([a.policy for a in agents])
         self.optimizer = StackedAdam(self.network.parameters(), [a.algorithm.optimizer for a in agents])
         self.update = StackedPPOUpdate(self.network, self.optimizer, [a.config for a in agents])
+        self.collectors = [a.collector for a in agents]
+        self.generators = [a.generator for a in agents]
+        self.storage: dict[str, torch.Tensor | None] = {}
+        for name in _SHARED:
+            parts = [getattr(c.rollout, name) for c in self.collectors]
+            stacked = None if parts[0] is None else torch.stack(parts)
+            self.storage[name] = stacked
+            if stacked is not None:
+                for c, view in zip(self.collectors, stacked):
+                    setattr(c.rollout, name, view)
 
     def write_to(self, members: list[_Member], lrs: list[float]) -> None:
         self.network.write_to([m.agent.policy for m in members])
@@ -110,7 +127,7 @@ def train_population(agents: list[Any], reporters: list[Reporter | None]) -> lis
             stack = _Stack([members[i] for i in live])
         current = [members[i] for i in live]
         lrs = [learning_rate(m.agent) for m in current]
-        faults = _collect(stack.network, current)
+        faults = _collect(stack, current)
 
         leaving: dict[int, Exception | None] = {}
         for k, (i, m) in enumerate(zip(live, current)):
@@ -169,32 +186,42 @@ def train_population(agents: list[Any], reporters: list[Reporter | None]) -> lis
 
 
 @torch.no_grad()
-def _collect(network: StackedPolicy, members: list[_Member]) -> dict[int, EnvironmentFaultError]:
-    """One rollout of every member's collector, with the stacked network acting; returns the
+def _collect(stack: _Stack, members: list[_Member]) -> dict[int, EnvironmentFaultError]:
+    """One rollout of every member's collector: per step, the stacked network acts for all of
+    them, each member's actions are sampled from its own generator (as its lone collector would
+    draw them) and stored for all at once, then each collector steps its envs. Returns the
     members whose env faulted (their learning state put back, as a lone rollout does)."""
     faults: dict[int, EnvironmentFaultError] = {}
-    collectors = [m.agent.collector for m in members]
+    collectors, storage = stack.collectors, stack.storage
     for m, c in zip(members, collectors):
         m.saved, m.episodes = c.begin(), []
     steps = [m.agent.global_step for m in members]
-    n_steps = collectors[0].n_steps
-    masked = collectors[0].mask is not None
-    for t in range(n_steps):
-        seen = [c.observe(t) for c in collectors]
-        obs = torch.stack([o for o, _ in seen])
-        mask = torch.stack([mk for _, mk in seen]) if masked else None
-        dist, values = network.forward(obs, mask)
+    device = stack.network.parameters()[0].device
+    for t in range(collectors[0].n_steps):
+        obs = torch.from_numpy(np.stack([c.obs for c in collectors]))
+        storage["observations"][:, t] = obs
+        mask = None
+        if storage["masks"] is not None:
+            mask = torch.from_numpy(np.stack([c.mask for c in collectors]))
+            storage["masks"][:, t] = mask
+            mask = mask.to(device)
+        dist, values = stack.network.forward(obs.to(device), mask)
+        actions = dist.sample(stack.generators)
+        storage["actions"][:, t] = actions
+        storage["log_probs"][:, t] = dist.log_prob(actions)
+        storage["values"][:, t] = values
         for k, (m, c) in enumerate(zip(members, collectors)):
             if k in faults:
                 continue
             try:
-                m.episodes += c.act(t, dist.index(k), values[k], steps[k])
+                m.episodes += c.step(t, steps[k])
             except EnvironmentFaultError as exc:
-                c.abort(m.saved)
                 faults[k] = exc
-    last = network.value(torch.stack([c.last_observation() for c in collectors]))
+    last = stack.network.value(torch.stack([c.last_observation() for c in collectors]))
     for k, c in enumerate(collectors):
-        if k not in faults:
+        if k in faults:
+            c.abort(members[k].saved)  # after the rollout: its generator was drawn from to the end
+        else:
             c.rollout.last_values.copy_(last[k])
             c.between_rollouts = True
     return faults
