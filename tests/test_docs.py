@@ -19,7 +19,6 @@ PYTHON_BLOCK = re.compile(r"(?:^<!-- not run: (.*?) -->\n)?^```python\n(.*?)^```
 NOT_RUN = {
     "guides/python.md#1": "a tour of calls; obs, info and memory stand for your own",
     "guides/lab.md#1": "ten trials of 50,000 steps, minutes; the lab's tests run smaller sweeps",
-    "guides/memory-and-masks.md#2": "500,000 steps of Taxi, about a minute; tests/test_masks.py trains Taxi",
 }
 
 

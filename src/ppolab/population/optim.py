@@ -57,10 +57,18 @@ class StackedAdam:
         t = self.steps.clamp(min=1.0)
         step_size = (lrs.to(torch.float64) / (1 - b1**t)).to(torch.float32)
         correction = torch.sqrt(1 - b2**t).to(torch.float32)
+        everyone = bool(active.all())
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
             if p.grad is None:
                 continue
-            g, on = p.grad, _rows(active, p)
+            g = p.grad
+            if everyone:  # the usual case: in place, no masking
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = v.sqrt().div_(_rows(correction, p)).add_(self.eps)
+                p.sub_(m.div(denom).mul_(_rows(step_size, p)))
+                continue
+            on = _rows(active, p)
             m.copy_(torch.where(on, m * b1 + g * (1 - b1), m))
             v.copy_(torch.where(on, v * b2 + g * g * (1 - b2), v))
             denom = v.sqrt() / _rows(correction, p) + self.eps
