@@ -5,7 +5,7 @@ a local Ray instance, repeated, with the median wall-clock time of each and thei
     python benchmarks/sweeps.py --seeds 8 --repeats 5
 
 Each run is timed from the command's start to its exit (process start-up, Ray start-up and the
-report included). The per-trial scores of every run are compared: they must be identical.
+report included), each trial in a process (or task) of its own (``--population off``). The per-trial scores of every run are compared: they must be identical.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ from common import (
 )
 
 PACKAGES = ("ppolab", "torch", "gymnasium", "ray")
-VARIANTS = {"local, 1 worker": ["--workers", "1"], "local, all cores": [],
-            "ray (local instance), all cores": ["--backend", "ray"]}
+# A process (or Ray task) per trial in every variant: this compares executors, and populations
+# (see benchmarks/population.py) would change the per-trial scores that must be identical here.
+VARIANTS = {"local, 1 worker": ["--workers", "1", "--population", "off"],
+            "local, all cores": ["--population", "off"],
+            "ray (local instance), all cores": ["--backend", "ray", "--population", "off"]}
 
 
 @dataclass
