@@ -99,18 +99,7 @@ def test_a_population_that_dies_has_its_members_retried_alone(tmp_path: Path):
                              "--workers", "1", "--steps", "30000", "--score-episodes", "3", "--quiet", "--out", str(out)],
                             env=cli_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    pids: set[int] = set()
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            pids = {e.get("pid") for e in status(out).values() if e["state"] == "running"}
-        except (OSError, ValueError, KeyError):
-            pids = set()
-        if len(pids) == 1 and None not in pids and (out / "runs" / "clip_coef=0.1__s0" / "metrics.csv").is_file():
-            break
-        time.sleep(0.05)
-    assert len(pids) == 1, "the population never ran"
-    os.kill(pids.pop(), signal.SIGKILL)  # the population's process, as the out-of-memory killer would
+    os.kill(_population_running(out, proc), signal.SIGKILL)  # the population's process, as the out-of-memory killer would
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     trials = status(out)
@@ -119,3 +108,46 @@ def test_a_population_that_dies_has_its_members_retried_alone(tmp_path: Path):
     for name in trials:  # each ran again in a process of its own: its log is its own now
         assert "trained in a population" not in (out / "logs" / f"{name}.log").read_text()
         assert json.loads((out / "runs" / name / "summary.json").read_text())["total_steps"] >= 30000
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_while_its_population_trains_resumes_and_completes(tmp_path: Path):
+    out = tmp_path / "s"
+    args = ["--grid", "clip_coef=0.1,0.3", "--seeds", "2", "--workers", "1", "--score-episodes", "3", "--quiet",
+            "--out", str(out)]
+    proc = subprocess.Popen([*ppolab_command(), "sweep", "CartPole-v1", "--steps", "30000", *args], env=cli_env(),
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    pid = _population_running(out, proc)
+    os.kill(proc.pid, signal.SIGKILL)  # the sweep itself
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z", "the population outlived its sweep"
+    assert {e["state"] for e in status(out).values()} <= {"pending", "running"}
+    again = subprocess.run([*ppolab_command(), "sweep", "CartPole-v1", "--steps", "30000", *args], env=cli_env(),
+                           text=True, capture_output=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert again.returncode == 0, again.stderr
+    assert {e["state"] for e in status(out).values()} == {"done"}
+    assert all(e["result"]["total_steps"] >= 30000 for e in status(out).values())
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def _population_running(out: Path, proc: subprocess.Popen[str]) -> int:
+    """The pid of the sweep's one population once it has finished an update."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            pids = {e.get("pid") for e in status(out).values() if e["state"] == "running"}
+        except (OSError, ValueError, KeyError):
+            pids = set()
+        if len(pids) == 1 and None not in pids and (out / "runs" / "clip_coef=0.1__s0" / "metrics.csv").is_file():
+            return pids.pop()
+        time.sleep(0.05)
+    raise AssertionError(f"the population never ran: {proc.poll()}")

@@ -91,6 +91,24 @@ def test_members_train_as_their_lone_runs(env, members):
         assert agent.algorithm.optimizer.step_count == lone.algorithm.optimizer.step_count
 
 
+def test_per_member_learning_rate_and_gradient_clip_are_applied():
+    """Members that share a seed and differ in one setting take different steps, each the lone
+    run's with that setting."""
+    for key, values in (("learning_rate", (1e-3, 1e-2)), ("max_grad_norm", (0.05, 10.0))):
+        settings = [{"seed": 0, key: v} for v in values]
+        agents = [PPO("CartPole-v1", **s) for s in settings]
+        reporters = [Rows(), Rows()]
+        Population(agents).learn(512, reporters)
+        assert reporters[0].rows[0]["approx_kl"] != pytest.approx(reporters[1].rows[0]["approx_kl"], rel=0.05), key
+        assert not torch.allclose(agents[0].policy.policy_head.weight, agents[1].policy.policy_head.weight)
+        for s, agent, reporter in zip(settings, agents, reporters):
+            lone, rows = lone_rows("CartPole-v1", 512, **s)
+            assert_rows_close(rows, reporter.rows, 1)
+            for a, b in zip(lone.policy.parameters(), agent.policy.parameters()):
+                torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+            agent.close()
+
+
 def test_a_member_stopped_by_target_kl_stops_alone():
     """target_kl stops one member's epochs (a masked step) while the other takes all of its."""
     agents = [PPO("CartPole-v1", seed=0, target_kl=1e-4), PPO("CartPole-v1", seed=1)]
@@ -150,6 +168,18 @@ def test_each_member_leaves_an_ordinary_run_directory(tmp_path):
             assert torch.equal(a, b)  # what was saved is the member's own weights
         assert (evaluate(loaded, episodes=2, seed=7, deterministic=True).returns
                 == evaluate(agent, episodes=2, seed=7, deterministic=True).returns)
+        # a member's checkpoint resumes as a lone run, continuing its episodes, and goes on as
+        # the member did (to the drift of two float paths)
+        resumed = PPO.load(run / "checkpoints" / "ckpt-000000002.pt", env="CartPole-v1")
+        rows: list[dict] = []
+        result = resumed.resume(callback=rows.append)
+        assert result.total_steps == 5 * 512 and [r["update"] for r in rows] == [3, 4, 5]
+        with open(run / "metrics.csv", newline="") as f:
+            member_rows = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+        for mine, theirs in zip(rows, member_rows[2:]):
+            for key in ("policy_loss", "value_loss", "approx_kl", "clip_fraction"):
+                assert mine[key] == pytest.approx(theirs[key], rel=3e-3, abs=1e-5), key
+        resumed.close()
 
 
 def test_agents_that_cannot_share_a_population_are_refused_with_the_reason():
@@ -172,3 +202,14 @@ def test_agents_that_cannot_share_a_population_are_refused_with_the_reason():
         for agent in agents:
             agent.close()
     assert why_not([PPO("CartPole-v1", seed=s, learning_rate=lr) for s, lr in ((0, 1e-3), (1, 3e-3))]) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_members_on_a_gpu_train_as_their_lone_runs():
+    members = [dict(seed=0, device="cuda"), dict(seed=1, device="cuda", clip_coef=0.1, target_kl=0.01)]
+    agents = [PPO("CartPole-v1", **m) for m in members]
+    reporters = [Rows() for _ in agents]
+    outcomes = Population(agents).learn(2 * 512, reporters)
+    assert all(o.error is None for o in outcomes)
+    for m, reporter in zip(members, reporters):
+        assert_rows_close(lone_rows("CartPole-v1", 2 * 512, **m)[1], reporter.rows, 2)

@@ -192,12 +192,17 @@ def packed_outcome(spec_dict: dict[str, Any]) -> dict[str, Any]:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             result = outcome(spec, run_dir)
         result["log"] = log.getvalue()
-        buffer = io.BytesIO()
-        if run_dir.is_dir():
-            with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-                tar.add(run_dir, arcname=spec.name)
-        result["archive"] = buffer.getvalue()
+        result["archive"] = _archive(run_dir, spec.name)
     return result
+
+
+def _archive(run_dir: Path, name: str) -> bytes:
+    """``run_dir`` as a gzipped tar holding ``name/...`` (empty if it was never made)."""
+    buffer = io.BytesIO()
+    if run_dir.is_dir():
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            tar.add(run_dir, arcname=name)
+    return buffer.getvalue()
 
 
 def unpack(archive: bytes, runs_dir: Path, name: str) -> None:
@@ -225,11 +230,7 @@ def packed_population(spec_dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             results = run_population(specs, run_dirs)
         for result, run_dir, spec in zip(results, run_dirs, specs):
             result["log"] = log.getvalue()
-            buffer = io.BytesIO()
-            if run_dir.is_dir():
-                with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-                    tar.add(run_dir, arcname=spec.name)
-            result["archive"] = buffer.getvalue()
+            result["archive"] = _archive(run_dir, spec.name)
     return results
 
 

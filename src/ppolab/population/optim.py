@@ -19,8 +19,8 @@ from ppolab.optim import Adam
 
 
 def _rows(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``[P]`` values shaped to broadcast over ``[P, ...]`` tensors like ``like``."""
-    return x.reshape(-1, *([1] * (like.dim() - 1)))
+    """``[P]`` values shaped to broadcast over ``[P, ...]`` tensors like ``like``, on its device."""
+    return x.to(like.device).reshape(-1, *([1] * (like.dim() - 1)))
 
 
 class StackedAdam:
@@ -53,7 +53,7 @@ class StackedAdam:
     def step(self, lrs: torch.Tensor, active: torch.Tensor) -> None:
         """One Adam step at learning rates ``lrs`` ``[P]`` for the ``active`` agents ``[P]``."""
         b1, b2 = self.betas
-        self.steps += active.to(self.steps.dtype)
+        self.steps += active.to("cpu", self.steps.dtype)
         t = self.steps.clamp(min=1.0)
         step_size = (lrs.to(torch.float64) / (1 - b1**t)).to(torch.float32)
         correction = torch.sqrt(1 - b2**t).to(torch.float32)
